@@ -1,0 +1,30 @@
+"""Exception hierarchy shared by every graphmem component.
+
+Callers catch `GraphmemError` for anything the library raises on purpose. `RetryableError`
+marks failures that may succeed when tried again (a locked database, a dropped connection);
+everything else is a permanent failure that needs a change of input or configuration.
+"""
+
+
+class GraphmemError(Exception):
+    """Root of every error that graphmem raises on purpose."""
+
+
+class ConfigurationError(GraphmemError):
+    """A setting is missing or has an invalid value."""
+
+
+class InvalidInputError(GraphmemError):
+    """An input document or argument cannot be accepted as given."""
+
+
+class StoreError(GraphmemError):
+    """A graph store operation failed."""
+
+
+class RetryableError(GraphmemError):
+    """A transient failure: the same call may succeed when retried."""
+
+
+class RetryableStoreError(StoreError, RetryableError):
+    """A store operation failed for a transient reason, such as a locked database."""

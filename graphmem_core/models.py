@@ -1,0 +1,188 @@
+"""Plain Pydantic models for every object the pipeline reads or writes.
+
+Models carry data only. Stores map rows to these models, and pipeline stages take and return them.
+Character spans are half-open `[start, end)` offsets into the text named beside them.
+"""
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Namespace(_Frozen):
+    """The tenant and memory that scope every stored object."""
+
+    tenant: str = "default"
+    memory: str = "default"
+
+
+class Document(_Frozen):
+    """A normalised input document; `id` is derived from tenant, memory and `text`."""
+
+    id: str
+    tenant: str
+    memory: str
+    text: str
+    title: str | None = None
+    source: str = Field(description="Path of the file the text came from, with `!member` for zip archives and `#line` for JSON Lines.")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class RejectedInput(_Frozen):
+    """One input that could not be accepted, with the reason a user can act on."""
+
+    source: str
+    reason: str
+
+
+class Chunk(_Frozen):
+    """A sentence-aligned piece of a document sized to the embedder's maximum sequence length."""
+
+    id: str
+    document_id: str
+    tenant: str
+    memory: str
+    index: int = Field(description="Position of the chunk within its document, from 0.")
+    text: str
+    start: int = Field(description="Offset of the first character in the document text.")
+    end: int = Field(description="Offset one past the last character in the document text.")
+    token_count: int
+    text_hash: str = Field(description="Hash of `text`, which keys the embedding cache.")
+
+
+class EntityType(str, Enum):
+    """Coarse entity types shared by every extractor."""
+
+    PERSON = "PERSON"
+    ORGANIZATION = "ORGANIZATION"
+    LOCATION = "LOCATION"
+    DATE = "DATE"
+    QUANTITY = "QUANTITY"
+    PRODUCT = "PRODUCT"
+    EVENT = "EVENT"
+    CONCEPT = "CONCEPT"
+    OTHER = "OTHER"
+
+
+class Mention(_Frozen):
+    """A span of a chunk that names an entity."""
+
+    chunk_id: str
+    text: str = Field(description="The surface form exactly as it appears in the chunk.")
+    type: EntityType
+    start: int = Field(description="Offset of the mention in the chunk text.")
+    end: int
+
+
+class ExtractedRelation(_Frozen):
+    """A relation between two mentions of the same extraction result, found within one sentence."""
+
+    chunk_id: str
+    source: int = Field(description="Index of the source mention in `ExtractionResult.mentions`.")
+    target: int = Field(description="Index of the target mention in `ExtractionResult.mentions`.")
+    type: str = Field(description="Lower-case label: the linking verb, or `related_to`.")
+    start: int = Field(description="Offset of the sentence that states the relation, in the chunk text.")
+    end: int
+
+
+class ExtractionResult(_Frozen):
+    """Everything one extractor found in one chunk."""
+
+    chunk_id: str
+    mentions: list[Mention]
+    relations: list[ExtractedRelation]
+
+
+class Entity(_Frozen):
+    """A resolved real-world thing; `id` is derived from tenant, memory, `name` and `type`."""
+
+    id: str
+    tenant: str
+    memory: str
+    name: str = Field(description="Canonical name, the most frequent surface form of the cluster.")
+    type: EntityType
+    aliases: list[str] = Field(default_factory=list, description="Other surface forms merged into this entity, sorted.")
+    mention_count: int = 0
+
+
+class MentionLink(_Frozen):
+    """Provenance of one entity: a mention span in a chunk resolved to that entity."""
+
+    entity_id: str
+    chunk_id: str
+    start: int
+    end: int
+    text: str
+
+
+class Relation(_Frozen):
+    """Relations merged per (source, type, target); `weight` counts the supporting sentences."""
+
+    id: str
+    tenant: str
+    memory: str
+    source_id: str
+    target_id: str
+    type: str
+    weight: float
+    provenance: list["RelationEvidence"] = Field(default_factory=list)
+
+
+class RelationEvidence(_Frozen):
+    """One sentence that states a relation: its chunk and its character span in that chunk."""
+
+    chunk_id: str
+    start: int
+    end: int
+
+
+class ResolvedGraph(_Frozen):
+    """The output of entity resolution for a whole namespace."""
+
+    entities: list[Entity]
+    relations: list[Relation]
+    mention_links: list[MentionLink]
+
+
+class CommunitySummary(_Frozen):
+    """An extractive summary built from a community's own entities, relations and text."""
+
+    top_entities: list[str]
+    key_relations: list[str] = Field(description="Relations written as `source -[type]-> target`.")
+    representative_sentence: str | None = None
+
+
+class Community(_Frozen):
+    """A Leiden community at one level; level 0 is the finest, each higher level merges lower ones."""
+
+    id: str
+    tenant: str
+    memory: str
+    level: int
+    parent_id: str | None = None
+    title: str
+    member_ids: list[str] = Field(description="Ids of the member entities, sorted.")
+    summary: CommunitySummary
+
+
+class ChunkHit(_Frozen):
+    """A chunk returned by vector search with its cosine similarity to the query."""
+
+    chunk: Chunk
+    score: float
+    document_title: str | None = None
+
+
+class Neighbourhood(_Frozen):
+    """Entities and relations within a number of hops of some seed entities."""
+
+    entities: list[Entity]
+    relations: list[Relation]
+
+
+Relation.model_rebuild()

@@ -1,0 +1,131 @@
+"""One settings object, read from environment variables when a program starts.
+
+Nothing here runs at import time: call `Settings.from_env()` where the program begins (a CLI
+command, a Dagster resource being initialised) and pass the result down.
+"""
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from graphmem_core.errors import ConfigurationError
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+_TRUE_WORDS = {"1", "true", "yes", "on"}
+_FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+def parse_bool(name: str, value: str) -> bool:
+    """Parse an environment flag; `bool("false")` is True, so the words are matched explicitly."""
+    lowered = value.strip().lower()
+    if lowered in _TRUE_WORDS:
+        return True
+    if lowered in _FALSE_WORDS:
+        return False
+    raise ConfigurationError(f"{name}={value!r} is not a boolean: use one of {sorted(_TRUE_WORDS | _FALSE_WORDS)}")
+
+
+def _parse_int(name: str, value: str, minimum: int) -> int:
+    try:
+        parsed = int(value)
+    except ValueError:
+        raise ConfigurationError(f"{name}={value!r} is not an integer: set it to a whole number >= {minimum}") from None
+    if parsed < minimum:
+        raise ConfigurationError(f"{name}={parsed} is below the minimum {minimum}: set it to a whole number >= {minimum}")
+    return parsed
+
+
+def _parse_float(name: str, value: str, minimum: float, maximum: float) -> float:
+    try:
+        parsed = float(value)
+    except ValueError:
+        raise ConfigurationError(f"{name}={value!r} is not a number: set it between {minimum} and {maximum}") from None
+    if not minimum <= parsed <= maximum:
+        raise ConfigurationError(f"{name}={parsed} is out of range: set it between {minimum} and {maximum}")
+    return parsed
+
+
+class Settings(BaseModel):
+    """Runtime settings of the embedded pipeline; every field has an environment variable."""
+
+    model_config = ConfigDict(frozen=True)
+
+    home: Path = Field(default=Path(".graphmem"), description="GRAPHMEM_HOME: folder holding the libSQL file and vector indexes.")
+    tenant: str = Field(default="default", description="GRAPHMEM_TENANT")
+    memory: str = Field(default="default", description="GRAPHMEM_MEMORY")
+    inbox: Path | None = Field(default=None, description="GRAPHMEM_INBOX: folder the inbox sensor watches; default HOME/inbox.")
+    embedding_model: str = Field(default=DEFAULT_EMBEDDING_MODEL, description="GRAPHMEM_EMBEDDING_MODEL: sentence-transformers name or path.")
+    embedding_device: str | None = Field(default=None, description="GRAPHMEM_EMBEDDING_DEVICE: cpu, cuda, cuda:1, mps; unset picks CUDA when present.")
+    embedding_batch_size: int = Field(default=64, description="GRAPHMEM_EMBEDDING_BATCH_SIZE: texts per encode call.")
+    chunk_overlap_tokens: int = Field(default=32, description="GRAPHMEM_CHUNK_OVERLAP_TOKENS: tokens repeated between neighbouring chunks.")
+    max_file_bytes: int = Field(default=10 * 1024 * 1024, description="GRAPHMEM_MAX_FILE_BYTES: larger input files are rejected.")
+    extractor: str = Field(default="fast", description="GRAPHMEM_EXTRACTOR: name of the extractor to use.")
+    resolution_threshold: float = Field(default=0.9, description="GRAPHMEM_RESOLUTION_THRESHOLD: minimum cosine similarity of same-type entity names to merge.")
+    community_seed: int = Field(default=42, description="GRAPHMEM_COMMUNITY_SEED: Leiden random seed, fixed so reruns agree.")
+
+    @property
+    def database_path(self) -> Path:
+        """Path of the embedded libSQL database file."""
+        return self.home / "graph.db"
+
+    @property
+    def inbox_path(self) -> Path:
+        """Folder the inbox sensor watches for new files."""
+        return self.inbox if self.inbox is not None else self.home / "inbox"
+
+    @property
+    def batches_path(self) -> Path:
+        """Folder holding one manifest per ingestion batch."""
+        return self.home / "batches"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from `environ` (default `os.environ`), raising `ConfigurationError` on invalid values."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+
+        if "GRAPHMEM_HOME" in env:
+            values["home"] = Path(env["GRAPHMEM_HOME"])
+        if "GRAPHMEM_INBOX" in env:
+            values["inbox"] = Path(env["GRAPHMEM_INBOX"])
+
+        for field, name in (
+            ("tenant", "GRAPHMEM_TENANT"),
+            ("memory", "GRAPHMEM_MEMORY"),
+            ("embedding_model", "GRAPHMEM_EMBEDDING_MODEL"),
+            ("embedding_device", "GRAPHMEM_EMBEDDING_DEVICE"),
+            ("extractor", "GRAPHMEM_EXTRACTOR"),
+        ):
+            if env.get(name):
+                values[field] = env[name]
+
+        for field, name, minimum in (
+            ("embedding_batch_size", "GRAPHMEM_EMBEDDING_BATCH_SIZE", 1),
+            ("chunk_overlap_tokens", "GRAPHMEM_CHUNK_OVERLAP_TOKENS", 0),
+            ("max_file_bytes", "GRAPHMEM_MAX_FILE_BYTES", 1),
+            ("community_seed", "GRAPHMEM_COMMUNITY_SEED", 0),
+        ):
+            if env.get(name):
+                values[field] = _parse_int(name, env[name], minimum)
+
+        if env.get("GRAPHMEM_RESOLUTION_THRESHOLD"):
+            values["resolution_threshold"] = _parse_float("GRAPHMEM_RESOLUTION_THRESHOLD", env["GRAPHMEM_RESOLUTION_THRESHOLD"], 0.0, 1.0)
+
+        settings = cls(**values)
+        validate_namespace(settings.tenant, settings.memory)
+        return settings
+
+
+_NAMESPACE_MAX_CHARS = 128
+
+
+def validate_namespace(tenant: str, memory: str) -> None:
+    """Raise `ConfigurationError` unless tenant and memory are short printable names."""
+    for label, value in (("tenant", tenant), ("memory", memory)):
+        if not value or len(value) > _NAMESPACE_MAX_CHARS or not value.isprintable() or value != value.strip():
+            raise ConfigurationError(
+                f"invalid {label} {value!r}: use 1 to {_NAMESPACE_MAX_CHARS} printable characters without leading or trailing spaces"
+            )
