@@ -1,0 +1,161 @@
+"""The `GraphStore` contract that every graph store implements.
+
+Every call names its tenant and memory, and every write is an idempotent upsert on content-derived
+ids inside one transaction: writing the same objects twice leaves the store as it was. Each method
+says what happens on conflict.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from graphmem_core.models import (
+    Chunk,
+    ChunkHit,
+    Community,
+    Document,
+    Entity,
+    ExtractionResult,
+    MentionLink,
+    Neighbourhood,
+    RejectedInput,
+    Relation,
+    ResolvedGraph,
+)
+
+
+class GraphStore(ABC):
+    """Durable storage for documents, chunks, vectors, the resolved graph and its communities."""
+
+    # Documents and batches
+
+    @abstractmethod
+    def upsert_documents(self, tenant: str, memory: str, batch_id: str, documents: Sequence[Document]) -> int:
+        """Store documents and their membership in `batch_id`; return how many documents were new.
+
+        On conflict the stored document is kept: the same id always means the same text.
+        """
+
+    @abstractmethod
+    def record_rejections(self, tenant: str, memory: str, batch_id: str, rejected: Sequence[RejectedInput]) -> None:
+        """Store why inputs of `batch_id` were rejected; a second call for the same source replaces the reason."""
+
+    @abstractmethod
+    def get_rejections(self, tenant: str, memory: str, batch_id: str) -> list[RejectedInput]:
+        """Return the rejections recorded for `batch_id`, sorted by source."""
+
+    @abstractmethod
+    def get_batch_documents(self, tenant: str, memory: str, batch_id: str) -> list[Document]:
+        """Return the documents of `batch_id`, sorted by id."""
+
+    @abstractmethod
+    def get_documents(self, tenant: str, memory: str, document_ids: Sequence[str]) -> list[Document]:
+        """Return the documents with these ids that exist, sorted by id."""
+
+    # Chunks and vectors
+
+    @abstractmethod
+    def upsert_chunks(self, tenant: str, memory: str, chunks: Sequence[Chunk]) -> int:
+        """Store chunks; return how many were new. On conflict the stored chunk is kept."""
+
+    @abstractmethod
+    def get_chunks(
+        self,
+        tenant: str,
+        memory: str,
+        *,
+        document_ids: Sequence[str] | None = None,
+        chunk_ids: Sequence[str] | None = None,
+    ) -> list[Chunk]:
+        """Return chunks of these documents or with these ids (all chunks when both are None), by document and index."""
+
+    @abstractmethod
+    def get_embeddings(self, tenant: str, model: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Return the cached vectors of `model` for the text hashes that have one."""
+
+    @abstractmethod
+    def upsert_embeddings(self, tenant: str, model: str, vectors: Mapping[str, np.ndarray]) -> int:
+        """Cache vectors by text hash; return how many were new. On conflict the stored vector is kept."""
+
+    @abstractmethod
+    def search_chunks(self, tenant: str, memory: str, model: str, query: np.ndarray, top_k: int) -> list[ChunkHit]:
+        """Return the `top_k` chunks whose `model` vectors are most similar to the unit-norm `query`."""
+
+    # Extraction
+
+    @abstractmethod
+    def upsert_extractions(self, tenant: str, memory: str, extractor: str, results: Sequence[ExtractionResult]) -> int:
+        """Store extraction results per (chunk, extractor); return how many were new. On conflict the result is replaced."""
+
+    @abstractmethod
+    def get_extracted_chunk_ids(self, tenant: str, memory: str, extractor: str, chunk_ids: Sequence[str]) -> set[str]:
+        """Return which of `chunk_ids` already have a result from `extractor`."""
+
+    @abstractmethod
+    def iter_extractions(self, tenant: str, memory: str, extractor: str) -> Iterator[ExtractionResult]:
+        """Yield every stored result of `extractor` in the namespace, ordered by chunk id."""
+
+    # Resolved graph
+
+    @abstractmethod
+    def replace_graph(self, tenant: str, memory: str, graph: ResolvedGraph) -> bool:
+        """Make `graph` the namespace's resolved graph; return False when it equals the stored one."""
+
+    @abstractmethod
+    def get_entities(self, tenant: str, memory: str, entity_ids: Sequence[str] | None = None) -> list[Entity]:
+        """Return entities with these ids (all when None), sorted by id."""
+
+    @abstractmethod
+    def find_entities(self, tenant: str, memory: str, name: str, limit: int = 20) -> list[Entity]:
+        """Return entities whose name or an alias equals `name` ignoring case, then those containing it."""
+
+    @abstractmethod
+    def get_relations(self, tenant: str, memory: str) -> list[Relation]:
+        """Return every relation of the namespace, sorted by id."""
+
+    @abstractmethod
+    def get_mention_links(self, tenant: str, memory: str, chunk_ids: Sequence[str]) -> list[MentionLink]:
+        """Return the resolved mentions found in these chunks."""
+
+    @abstractmethod
+    def neighbourhood(self, tenant: str, memory: str, entity_ids: Sequence[str], hops: int = 1, limit: int = 200) -> Neighbourhood:
+        """Return entities within `hops` relations of `entity_ids` and the relations among them, at most `limit` entities."""
+
+    # Communities
+
+    @abstractmethod
+    def replace_communities(self, tenant: str, memory: str, communities: Sequence[Community]) -> bool:
+        """Make `communities` the namespace's communities; return False when they equal the stored ones."""
+
+    @abstractmethod
+    def get_communities(
+        self, tenant: str, memory: str, *, level: int | None = None, entity_ids: Sequence[str] | None = None
+    ) -> list[Community]:
+        """Return communities at `level` (all levels when None) that contain any of `entity_ids` (all when None)."""
+
+    # Statistics and integrity
+
+    @abstractmethod
+    def counts(self, tenant: str, memory: str) -> dict[str, int]:
+        """Return the number of stored objects of each kind in the namespace."""
+
+    @abstractmethod
+    def graph_version(self, tenant: str, memory: str) -> int:
+        """Return a number that grows whenever the namespace's stored content changes."""
+
+    @abstractmethod
+    def count_chunks_without_embedding(self, tenant: str, memory: str, model: str, document_ids: Sequence[str] | None = None) -> int:
+        """Return how many chunks (of these documents, or all) have no `model` vector."""
+
+    @abstractmethod
+    def count_dangling_relations(self, tenant: str, memory: str) -> int:
+        """Return how many relations name a source or target entity that does not exist."""
+
+    @abstractmethod
+    def count_entities_without_community(self, tenant: str, memory: str) -> dict[int, int]:
+        """Return, per community level, how many entities belong to no community of that level."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections; the store must not be used afterwards."""

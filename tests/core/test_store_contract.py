@@ -1,0 +1,403 @@
+"""One contract suite for every `GraphStore` backend; a backend joins by adding a fixture parameter."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphmem_core import ids
+from graphmem_core.models import (
+    Chunk,
+    Community,
+    CommunitySummary,
+    Document,
+    Entity,
+    EntityType,
+    ExtractedRelation,
+    ExtractionResult,
+    Mention,
+    MentionLink,
+    RejectedInput,
+    Relation,
+    RelationEvidence,
+    ResolvedGraph,
+)
+from graphmem_core.stores.base import GraphStore
+from graphmem_core.stores.libsql_store import LibsqlGraphStore
+
+TENANT = "acme"
+MEMORY = "notes"
+MODEL = "test-model"
+DIMENSION = 8
+
+
+def open_libsql(folder: Path) -> GraphStore:
+    return LibsqlGraphStore(folder / "graph.db")
+
+
+BACKENDS = {"libsql": open_libsql}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def store(backend: str, tmp_path: Path) -> Iterator[GraphStore]:
+    opened = BACKENDS[backend](tmp_path)
+    yield opened
+    opened.close()
+
+
+def make_document(text: str, tenant: str = TENANT, memory: str = MEMORY, title: str | None = None) -> Document:
+    return Document(
+        id=ids.document_id(tenant, memory, text),
+        tenant=tenant,
+        memory=memory,
+        text=text,
+        title=title,
+        source=f"/data/{title or 'doc'}.txt",
+        metadata={"origin": "test"},
+    )
+
+
+def make_chunks(document: Document, size: int = 20) -> list[Chunk]:
+    chunks = []
+    for index, start in enumerate(range(0, len(document.text), size)):
+        text = document.text[start : start + size]
+        chunks.append(
+            Chunk(
+                id=ids.chunk_id(document.id, start, start + len(text), text),
+                document_id=document.id,
+                tenant=document.tenant,
+                memory=document.memory,
+                index=index,
+                text=text,
+                start=start,
+                end=start + len(text),
+                token_count=len(text.split()),
+                text_hash=ids.text_hash(text),
+            )
+        )
+    return chunks
+
+
+def unit_vectors(count: int, seed: int = 7) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(count, DIMENSION)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def make_entity(name: str, entity_type: EntityType = EntityType.PERSON, tenant: str = TENANT) -> Entity:
+    return Entity(
+        id=ids.entity_id(tenant, MEMORY, name, entity_type.value),
+        tenant=tenant,
+        memory=MEMORY,
+        name=name,
+        type=entity_type,
+        aliases=[],
+        mention_count=1,
+    )
+
+
+def make_relation(source: Entity, target: Entity, relation_type: str = "knows", chunk_id: str = "chk_1") -> Relation:
+    return Relation(
+        id=ids.relation_id(source.tenant, MEMORY, source.id, relation_type, target.id),
+        tenant=source.tenant,
+        memory=MEMORY,
+        source_id=source.id,
+        target_id=target.id,
+        type=relation_type,
+        weight=2.0,
+        provenance=[RelationEvidence(chunk_id=chunk_id, start=0, end=10)],
+    )
+
+
+def make_graph(names: list[str], tenant: str = TENANT) -> ResolvedGraph:
+    entities = [make_entity(name, tenant=tenant) for name in names]
+    relations = [make_relation(a, b) for a, b in zip(entities, entities[1:])]
+    links = [MentionLink(entity_id=e.id, chunk_id="chk_1", start=i, end=i + 1, text=e.name) for i, e in enumerate(entities)]
+    return ResolvedGraph(entities=entities, relations=relations, mention_links=links)
+
+
+def make_community(members: list[Entity], level: int, parent_id: str | None = None) -> Community:
+    member_ids = sorted(e.id for e in members)
+    return Community(
+        id=ids.community_id(TENANT, MEMORY, level, member_ids),
+        tenant=TENANT,
+        memory=MEMORY,
+        level=level,
+        parent_id=parent_id,
+        title=", ".join(e.name for e in members[:2]),
+        member_ids=member_ids,
+        summary=CommunitySummary(top_entities=[e.name for e in members], key_relations=[], representative_sentence=None),
+    )
+
+
+def store_with_vectors(store: GraphStore, texts: list[str]) -> tuple[list[Chunk], np.ndarray]:
+    documents = [make_document(text, title=f"t{i}") for i, text in enumerate(texts)]
+    store.upsert_documents(TENANT, MEMORY, "batch-1", documents)
+    chunks = [make_chunks(d, size=10_000)[0] for d in documents]
+    store.upsert_chunks(TENANT, MEMORY, chunks)
+    vectors = unit_vectors(len(chunks))
+    store.upsert_embeddings(TENANT, MODEL, {c.text_hash: v for c, v in zip(chunks, vectors)})
+    return chunks, vectors
+
+
+def test_documents_upsert_idempotent(store: GraphStore):
+    documents = [make_document("First text."), make_document("Second text.")]
+
+    assert store.upsert_documents(TENANT, MEMORY, "batch-1", documents) == 2
+    version = store.graph_version(TENANT, MEMORY)
+    assert store.upsert_documents(TENANT, MEMORY, "batch-1", documents) == 0
+
+    assert store.graph_version(TENANT, MEMORY) == version
+    assert [d.id for d in store.get_batch_documents(TENANT, MEMORY, "batch-1")] == sorted(d.id for d in documents)
+    assert store.counts(TENANT, MEMORY)["documents"] == 2
+
+
+def test_document_in_two_batches(store: GraphStore):
+    document = make_document("Shared text.")
+
+    store.upsert_documents(TENANT, MEMORY, "batch-1", [document])
+    store.upsert_documents(TENANT, MEMORY, "batch-2", [document])
+
+    assert store.counts(TENANT, MEMORY)["documents"] == 1
+    assert store.counts(TENANT, MEMORY)["batches"] == 2
+    assert store.get_batch_documents(TENANT, MEMORY, "batch-2") == [document]
+
+
+def test_documents_round_trip_fields(store: GraphStore):
+    document = make_document("Text with metadata.", title="Title ‘quoted’")
+
+    store.upsert_documents(TENANT, MEMORY, "batch-1", [document])
+
+    assert store.get_documents(TENANT, MEMORY, [document.id]) == [document]
+
+
+def test_rejections_replace_reason(store: GraphStore):
+    store.record_rejections(TENANT, MEMORY, "batch-1", [RejectedInput(source="a.bin", reason="binary file")])
+    store.record_rejections(TENANT, MEMORY, "batch-1", [RejectedInput(source="a.bin", reason="still binary")])
+
+    assert store.get_rejections(TENANT, MEMORY, "batch-1") == [RejectedInput(source="a.bin", reason="still binary")]
+
+
+def test_chunks_upsert_idempotent(store: GraphStore):
+    document = make_document("A longer text that spans several chunks of twenty characters.")
+    chunks = make_chunks(document)
+    store.upsert_documents(TENANT, MEMORY, "batch-1", [document])
+
+    assert store.upsert_chunks(TENANT, MEMORY, chunks) == len(chunks)
+    assert store.upsert_chunks(TENANT, MEMORY, chunks) == 0
+
+    assert store.get_chunks(TENANT, MEMORY, document_ids=[document.id]) == chunks
+    assert store.get_chunks(TENANT, MEMORY, chunk_ids=[chunks[1].id]) == [chunks[1]]
+
+
+def test_batch_write_many_rows(store: GraphStore):
+    documents = [make_document(f"Document number {i}.") for i in range(2500)]
+
+    assert store.upsert_documents(TENANT, MEMORY, "batch-big", documents) == 2500
+
+    assert len(store.get_batch_documents(TENANT, MEMORY, "batch-big")) == 2500
+
+
+def test_embeddings_cache_by_text_hash(store: GraphStore):
+    vectors = unit_vectors(2)
+
+    assert store.upsert_embeddings(TENANT, MODEL, {"h1": vectors[0], "h2": vectors[1]}) == 2
+    assert store.upsert_embeddings(TENANT, MODEL, {"h1": vectors[1]}) == 0
+
+    found = store.get_embeddings(TENANT, MODEL, ["h1", "h2", "h3"])
+    assert sorted(found) == ["h1", "h2"]
+    np.testing.assert_array_equal(found["h1"], vectors[0])
+    assert store.get_embeddings(TENANT, "other-model", ["h1"]) == {}
+
+
+def test_vector_search_finds_nearest(store: GraphStore):
+    chunks, vectors = store_with_vectors(store, [f"Passage {i} about topic {i}." for i in range(30)])
+
+    hits = store.search_chunks(TENANT, MEMORY, MODEL, vectors[12], top_k=3)
+
+    assert hits[0].chunk.id == chunks[12].id
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert len(hits) == 3
+    assert hits[0].document_title == "t12"
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_vector_search_sees_new_chunks(store: GraphStore):
+    store_with_vectors(store, [f"Passage {i}." for i in range(5)])
+    store.search_chunks(TENANT, MEMORY, MODEL, unit_vectors(1)[0], top_k=1)
+
+    document = make_document("A late passage.")
+    late_chunk = make_chunks(document, size=10_000)[0]
+    store.upsert_documents(TENANT, MEMORY, "batch-2", [document])
+    store.upsert_chunks(TENANT, MEMORY, [late_chunk])
+    late_vector = unit_vectors(1, seed=99)[0]
+    store.upsert_embeddings(TENANT, MODEL, {late_chunk.text_hash: late_vector})
+
+    hits = store.search_chunks(TENANT, MEMORY, MODEL, late_vector, top_k=1)
+    assert hits[0].chunk.id == late_chunk.id
+
+
+def test_vector_search_empty_namespace(store: GraphStore):
+    assert store.search_chunks(TENANT, MEMORY, MODEL, unit_vectors(1)[0], top_k=5) == []
+
+
+def test_extractions_round_trip(store: GraphStore):
+    result = ExtractionResult(
+        chunk_id="chk_a",
+        mentions=[
+            Mention(chunk_id="chk_a", text="Ada", type=EntityType.PERSON, start=0, end=3),
+            Mention(chunk_id="chk_a", text="London", type=EntityType.LOCATION, start=12, end=18),
+        ],
+        relations=[ExtractedRelation(chunk_id="chk_a", source=0, target=1, type="visited", start=0, end=19)],
+    )
+
+    assert store.upsert_extractions(TENANT, MEMORY, "fast@1", [result]) == 1
+    assert store.upsert_extractions(TENANT, MEMORY, "fast@1", [result]) == 0
+
+    assert list(store.iter_extractions(TENANT, MEMORY, "fast@1")) == [result]
+    assert store.get_extracted_chunk_ids(TENANT, MEMORY, "fast@1", ["chk_a", "chk_b"]) == {"chk_a"}
+    assert store.get_extracted_chunk_ids(TENANT, MEMORY, "fast@2", ["chk_a"]) == set()
+
+
+def test_replace_graph_idempotent(store: GraphStore):
+    graph = make_graph(["Ada Lovelace", "Charles Babbage", "Mary Somerville"])
+
+    assert store.replace_graph(TENANT, MEMORY, graph) is True
+    version = store.graph_version(TENANT, MEMORY)
+    assert store.replace_graph(TENANT, MEMORY, graph) is False
+
+    assert store.graph_version(TENANT, MEMORY) == version
+    assert store.get_entities(TENANT, MEMORY) == sorted(graph.entities, key=lambda e: e.id)
+    assert store.get_relations(TENANT, MEMORY) == sorted(graph.relations, key=lambda r: r.id)
+    assert store.count_dangling_relations(TENANT, MEMORY) == 0
+
+
+def test_replace_graph_drops_old_entities(store: GraphStore):
+    store.replace_graph(TENANT, MEMORY, make_graph(["Ada Lovelace", "Charles Babbage"]))
+    store.replace_graph(TENANT, MEMORY, make_graph(["Grace Hopper", "Alan Turing"]))
+
+    assert sorted(e.name for e in store.get_entities(TENANT, MEMORY)) == ["Alan Turing", "Grace Hopper"]
+
+
+def test_neighbourhood_expands_hops(store: GraphStore):
+    graph = make_graph(["A One", "B Two", "C Three", "D Four"])
+    store.replace_graph(TENANT, MEMORY, graph)
+    first = graph.entities[0].id
+
+    one_hop = store.neighbourhood(TENANT, MEMORY, [first], hops=1)
+    two_hops = store.neighbourhood(TENANT, MEMORY, [first], hops=2)
+    no_hops = store.neighbourhood(TENANT, MEMORY, [first], hops=0)
+
+    assert [e.name for e in one_hop.entities] == ["A One", "B Two"]
+    assert len(one_hop.relations) == 1
+    assert [e.name for e in two_hops.entities] == ["A One", "B Two", "C Three"]
+    assert len(two_hops.relations) == 2
+    assert [e.name for e in no_hops.entities] == ["A One"]
+    assert no_hops.relations == []
+
+
+def test_mention_links_by_chunk(store: GraphStore):
+    graph = make_graph(["Ada Lovelace", "Charles Babbage"])
+    store.replace_graph(TENANT, MEMORY, graph)
+
+    links = store.get_mention_links(TENANT, MEMORY, ["chk_1"])
+
+    assert sorted(link.entity_id for link in links) == sorted(e.id for e in graph.entities)
+    assert store.get_mention_links(TENANT, MEMORY, ["chk_other"]) == []
+
+
+def test_find_entities_exact_and_partial(store: GraphStore):
+    store.replace_graph(TENANT, MEMORY, make_graph(["Ada Lovelace", "Ada", "100% Pure_Name"]))
+
+    assert [e.name for e in store.find_entities(TENANT, MEMORY, "ada")][0] == "Ada"
+    assert {e.name for e in store.find_entities(TENANT, MEMORY, "Ada")} == {"Ada", "Ada Lovelace"}
+    assert [e.name for e in store.find_entities(TENANT, MEMORY, "0% Pure_")] == ["100% Pure_Name"]
+    assert [e.name for e in store.find_entities(TENANT, MEMORY, "%")] == ["100% Pure_Name"]
+
+
+def test_names_stored_verbatim(store: GraphStore):
+    names = [
+        "O'Brien \"the\" Smith",
+        "Robert'); DROP TABLE entities;--",
+        "MATCH (n) DETACH DELETE n",
+        "Zoë Ångström 東京",
+        "N" * 5000,
+    ]
+    store.replace_graph(TENANT, MEMORY, make_graph(names))
+
+    assert sorted(e.name for e in store.get_entities(TENANT, MEMORY)) == sorted(names)
+    assert [e.name for e in store.find_entities(TENANT, MEMORY, names[1])] == [names[1]]
+    assert store.counts(TENANT, MEMORY)["entities"] == len(names)
+
+
+def test_communities_replace_and_read(store: GraphStore):
+    graph = make_graph(["A One", "B Two", "C Three"])
+    store.replace_graph(TENANT, MEMORY, graph)
+    top = make_community(graph.entities, level=1)
+    finer = [make_community(graph.entities[:2], level=0, parent_id=top.id), make_community(graph.entities[2:], level=0, parent_id=top.id)]
+
+    assert store.replace_communities(TENANT, MEMORY, [*finer, top]) is True
+    assert store.replace_communities(TENANT, MEMORY, [*finer, top]) is False
+
+    assert len(store.get_communities(TENANT, MEMORY, level=0)) == 2
+    assert store.get_communities(TENANT, MEMORY, level=1) == [top]
+    containing = store.get_communities(TENANT, MEMORY, level=0, entity_ids=[graph.entities[2].id])
+    assert [c.member_ids for c in containing] == [[graph.entities[2].id]]
+    assert store.count_entities_without_community(TENANT, MEMORY) == {0: 0, 1: 0}
+
+
+def test_entities_without_community_counted(store: GraphStore):
+    graph = make_graph(["A One", "B Two", "C Three"])
+    store.replace_graph(TENANT, MEMORY, graph)
+
+    assert store.count_entities_without_community(TENANT, MEMORY) == {0: 3}
+
+    store.replace_communities(TENANT, MEMORY, [make_community(graph.entities[:1], level=0)])
+    assert store.count_entities_without_community(TENANT, MEMORY) == {0: 2}
+
+
+def test_tenant_isolation(store: GraphStore):
+    chunks, vectors = store_with_vectors(store, ["Secret plan of acme.", "Other acme passage."])
+    store.replace_graph(TENANT, MEMORY, make_graph(["Ada Lovelace", "Charles Babbage"]))
+
+    other = "rival"
+    assert store.get_batch_documents(other, MEMORY, "batch-1") == []
+    assert store.get_documents(other, MEMORY, [chunks[0].document_id]) == []
+    assert store.get_chunks(other, MEMORY) == []
+    assert store.get_embeddings(other, MODEL, [chunks[0].text_hash]) == {}
+    assert store.search_chunks(other, MEMORY, MODEL, vectors[0], top_k=5) == []
+    assert store.get_entities(other, MEMORY) == []
+    assert store.find_entities(other, MEMORY, "Ada") == []
+    assert store.counts(other, MEMORY)["documents"] == 0
+    assert store.get_chunks(TENANT, "another-memory") == []
+
+
+def test_store_persists_after_reopen(backend: str, tmp_path: Path):
+    first = BACKENDS[backend](tmp_path)
+    chunks, vectors = store_with_vectors(first, ["Durable passage one.", "Durable passage two."])
+    first.search_chunks(TENANT, MEMORY, MODEL, vectors[0], top_k=1)
+    first.close()
+
+    second = BACKENDS[backend](tmp_path)
+    try:
+        assert second.counts(TENANT, MEMORY)["chunks"] == 2
+        assert second.search_chunks(TENANT, MEMORY, MODEL, vectors[1], top_k=1)[0].chunk.id == chunks[1].id
+    finally:
+        second.close()
+
+
+def test_chunks_without_embedding_counted(store: GraphStore):
+    document = make_document("Some text that becomes three chunks of twenty chars.")
+    chunks = make_chunks(document)
+    store.upsert_documents(TENANT, MEMORY, "batch-1", [document])
+    store.upsert_chunks(TENANT, MEMORY, chunks)
+
+    assert store.count_chunks_without_embedding(TENANT, MEMORY, MODEL) == len(chunks)
+
+    store.upsert_embeddings(TENANT, MODEL, {chunks[0].text_hash: unit_vectors(1)[0]})
+    assert store.count_chunks_without_embedding(TENANT, MEMORY, MODEL, [document.id]) == len(chunks) - 1
