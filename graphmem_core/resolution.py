@@ -471,9 +471,18 @@ def _surface_counts(nodes: list[_NameNode], members: Iterable[int]) -> Counter[s
     return counts
 
 
+def _is_shouted(name: str) -> bool:
+    """Return True for an all-capitals form of a multi-word name, such as a transcript speaker label."""
+    return " " in name and name.isupper()
+
+
 def _canonical_name(surface_counts: Counter[str]) -> str:
-    """Return the most frequent surface form; ties go to the longest, then the alphabetically first."""
-    return min(surface_counts.items(), key=lambda item: (-item[1], -len(item[0]), item[0]))[0]
+    """Return the most frequent surface form, preferring any form not in all capitals.
+
+    Transcripts label speakers as `KEVIN SCOTT:`, which would otherwise win over the written
+    form. Ties go to the longest, then the alphabetically first.
+    """
+    return min(surface_counts.items(), key=lambda item: (_is_shouted(item[0]), -item[1], -len(item[0]), item[0]))[0]
 
 
 def _build_entities(

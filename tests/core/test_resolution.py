@@ -282,6 +282,19 @@ def test_canonical_name_most_frequent_then_longest():
     assert names_of(frequent) == {"Ada Byron": ["Dr. Ada Byron"]}
 
 
+def test_canonical_name_avoids_speaker_capitals():
+    results = [
+        make_result("c1", "ADA BYRON: hello", [("ADA BYRON", PERSON)]),
+        make_result("c2", "ADA BYRON: again", [("ADA BYRON", PERSON)]),
+        make_result("c3", "I met Ada Byron.", [("Ada Byron", PERSON)]),
+        make_result("c4", "NASA launched.", [("NASA", ORG)]),
+    ]
+
+    graph = resolve_entities("t", "m", results, embed=None)
+
+    assert names_of(graph) == {"Ada Byron": ["ADA BYRON"], "NASA": []}
+
+
 def test_relations_merge_with_weight_and_provenance():
     text = "Dr. Jane Smith works for Acme."
     results = [
