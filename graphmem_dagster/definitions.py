@@ -1,0 +1,19 @@
+"""The single entry point of graphmem's Dagster code location."""
+
+from dagster import Definitions
+
+from graphmem_dagster.ingestion.assets import ingestion_assets
+from graphmem_dagster.ingestion.jobs import ingest_job
+from graphmem_dagster.ingestion.resources import EmbedderResource, ExtractorResource, GraphStoreResource
+from graphmem_dagster.ingestion.sensors import inbox_sensor
+
+defs = Definitions(
+    assets=ingestion_assets,
+    jobs=[ingest_job],
+    sensors=[inbox_sensor],
+    resources={
+        "graph_store": GraphStoreResource(),
+        "embedder": EmbedderResource(),
+        "extractor": ExtractorResource(),
+    },
+)
