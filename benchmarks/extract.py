@@ -38,6 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from graphmem_core import ids  # noqa: E402
+from machine import cpu_model  # noqa: E402
 from graphmem_core.documents import read_documents  # noqa: E402
 from graphmem_core.extraction import get_extractor, known_extractors  # noqa: E402
 from graphmem_core.models import Chunk, Document  # noqa: E402
@@ -119,16 +120,7 @@ def window_chunks(document: Document, size: int) -> list[Chunk]:
 
 def describe_machine() -> dict[str, object]:
     """Return the CPU model, the number of cores and the Python version."""
-    cpu_model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    cpu_model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu": cpu_model, "cores": os.cpu_count(), "python": platform.python_version()}
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
 
 
 def run(arguments: argparse.Namespace) -> dict[str, object]:
