@@ -76,12 +76,18 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
 
         path = resolve_model_path(self.model_name)
+        # Hub names have at most one slash ("org/model"); anything else is a local folder.
+        looks_like_path = path.startswith((os.sep, ".", "~")) or path.count("/") > 1
+        if looks_like_path and not Path(path).expanduser().exists():
+            raise ConfigurationError(
+                f"embedding model folder {path!r} not found: set GRAPHMEM_EMBEDDING_MODEL to an existing sentence-transformers folder or a model name"
+            )
         device = choose_device(self.requested_device)
         started = time.perf_counter()
         logger.info("loading embedding model %s on %s", self.model_name, device)
         try:
             model = SentenceTransformer(path, device=device)
-        except OSError as error:
+        except (OSError, ValueError) as error:
             raise ConfigurationError(
                 f"embedding model {self.model_name!r} could not be loaded from {path!r}: {error}. "
                 "Set GRAPHMEM_EMBEDDING_MODEL to a local sentence-transformers folder or a model already in the Hugging Face cache"

@@ -45,8 +45,9 @@ class Project:
             "HF_HUB_OFFLINE": "1",
         }
 
-    def run(self, *command: str, timeout: float = 900) -> subprocess.CompletedProcess:
-        return subprocess.run(command, cwd=self.root, env=self.environment(), capture_output=True, text=True, timeout=timeout, check=False)
+    def run(self, *command: str, timeout: float = 900, extra_environment: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        environment = {**self.environment(), **(extra_environment or {})}
+        return subprocess.run(command, cwd=self.root, env=environment, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def write_inputs(folder: Path) -> None:

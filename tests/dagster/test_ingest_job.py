@@ -2,6 +2,7 @@
 
 import json
 import sys
+import time
 
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
@@ -140,3 +141,39 @@ def test_ingest_missing_path_fails(ingested: IngestedProject):
 
     assert completed.returncode == 2
     assert "no-such-folder" in completed.stderr
+
+
+def wait_for_run(instance: DagsterInstance, run_id: str, timeout: float = 600) -> DagsterRunStatus:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.is_finished:
+            return run.status
+        time.sleep(1)
+    pytest.fail(f"run {run_id} did not finish within {timeout} s")
+
+
+def test_ingest_no_wait_returns_run(ingested: IngestedProject, monkeypatch):
+    completed = ingested.project.run(sys.executable, "-m", "graphmem_dagster.cli", "ingest", "--no-wait", str(ingested.project.inputs))
+
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["batch_id"] == ingested.batch_id
+    assert "status" not in result
+    instance = open_instance(ingested, monkeypatch)
+    assert instance.get_run_by_id(result["run_id"]) is not None
+    assert wait_for_run(instance, result["run_id"]) == DagsterRunStatus.SUCCESS
+
+
+def test_failed_run_exits_nonzero(ingested: IngestedProject):
+    before = snapshot(ingested)
+    environment = {"GRAPHMEM_EMBEDDING_MODEL": str(ingested.project.root / "no-such-model")}
+
+    completed = ingested.project.run(
+        sys.executable, "-m", "graphmem_dagster.cli", "ingest", str(ingested.project.inputs), extra_environment=environment
+    )
+
+    assert completed.returncode == 1, completed.stderr[-3000:]
+    assert json.loads(completed.stdout.strip().splitlines()[-1])["status"] == "FAILURE"
+    assert "embeddings FAILED" in completed.stderr
+    assert snapshot(ingested) == before
