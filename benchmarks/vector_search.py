@@ -51,6 +51,9 @@ class Result:
     p50_ms: float
     p99_ms: float
     recall_at_10: float
+    # HNSW only: the calibrated search expansion and the recall@10 that calibration estimated.
+    expansion_search: int | None
+    estimated_recall: float | None
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
@@ -88,7 +91,7 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, top_k: int) -> list[se
 
 
 def measure(dataset: str, kind: str, vectors: np.ndarray, queries: np.ndarray, truth: list[set[int]]) -> Result:
-    """Build, save, load and query one index; return its figures."""
+    """Build, save, load and query one index, and return its figures."""
     top_k = min(TOP_K, len(vectors))
     ids = [f"chk_{position:07d}" for position in range(len(vectors))]
     position_of = {item: position for position, item in enumerate(ids)}
@@ -134,6 +137,8 @@ def measure(dataset: str, kind: str, vectors: np.ndarray, queries: np.ndarray, t
         p50_ms=float(np.percentile(latencies_ms, 50)),
         p99_ms=float(np.percentile(latencies_ms, 99)),
         recall_at_10=hits / (len(queries) * top_k),
+        expansion_search=loaded.expansion_search,
+        estimated_recall=loaded.estimated_recall,
     )
 
 
@@ -150,14 +155,19 @@ def describe_machine() -> dict[str, object]:
     }
 
 
+def format_optional(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def format_table(results: list[Result]) -> str:
-    header = f"{'dataset':<10} {'kind':<6} {'count':>8} {'build s':>8} {'save s':>7} {'load s':>7} {'disk MB':>8} {'mem MB':>7} {'p50 ms':>7} {'p99 ms':>7} {'recall@10':>9}"
+    header = f"{'dataset':<10} {'kind':<6} {'count':>8} {'build s':>8} {'save s':>7} {'load s':>7} {'disk MB':>8} {'mem MB':>7} {'p50 ms':>7} {'p99 ms':>7} {'recall@10':>9} {'ef':>4} {'est.':>5}"
     lines = [header, "-" * len(header)]
     for result in results:
         lines.append(
             f"{result.dataset:<10} {result.kind:<6} {result.count:>8} {result.build_s:>8.2f} {result.save_s:>7.2f} "
             f"{result.load_s:>7.2f} {result.disk_mb:>8.1f} {result.memory_mb:>7.1f} {result.p50_ms:>7.3f} "
-            f"{result.p99_ms:>7.3f} {result.recall_at_10:>9.3f}"
+            f"{result.p99_ms:>7.3f} {result.recall_at_10:>9.3f} {format_optional(result.expansion_search, 'd'):>4} "
+            f"{format_optional(result.estimated_recall, '.3f'):>5}"
         )
     return "\n".join(lines)
 
@@ -220,6 +230,7 @@ def main(argv: list[str]) -> int:
         print(format_table(results))
         print(f"machine: {machine['cpu_model']}, {machine['cores']} cores; numpy {machine['numpy']}, usearch {machine['usearch']}")
         print(f"load average (1 min) at start {machine['load_average_1m']}, at end {machine['load_average_1m_end']}")
+        print("ef: calibrated HNSW search expansion. est.: recall@10 estimated by that calibration.")
     return 0
 
 
