@@ -314,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the `graphmem` command and return its exit code."""
     arguments = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if arguments.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not arguments.verbose:
+        # Model loading draws a progress bar per call, which buries the command's own output.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         return arguments.handler(arguments)
     except GraphmemError as error:
