@@ -28,3 +28,7 @@ class RetryableError(GraphmemError):
 
 class RetryableStoreError(StoreError, RetryableError):
     """A store operation failed for a transient reason, such as a locked database."""
+
+
+class ConcurrentUpdateError(RetryableStoreError):
+    """The content a write was computed from changed before the write, so it must be computed again."""

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,11 +21,17 @@ from graphmem_core.documents import read_documents
 from graphmem_core.embeddings import Embedder, model_key
 from graphmem_core.extraction.base import Extractor
 from graphmem_core.ids import text_hash
-from graphmem_core.models import Community, RejectedInput
+from graphmem_core.errors import ConcurrentUpdateError
+from graphmem_core.models import Community, RejectedInput, ResolvedGraph
 from graphmem_core.resolution import resolve_entities
 from graphmem_core.stores.base import GraphStore
 
 logger = logging.getLogger(__name__)
+
+# Graph-wide stages recompute when a concurrent run changed their input; each retry sees more of it.
+CONCURRENT_UPDATE_ATTEMPTS = 5
+
+_Result = TypeVar("_Result")
 
 # Chunks per embedding and extraction step, which bounds the memory a step uses at a time.
 STEP_CHUNKS = 2048
@@ -227,12 +234,17 @@ def resolve_graph(
 ) -> ResolveReport:
     """Resolve every mention of the namespace into entities and relations and store the graph."""
     started = time.perf_counter()
-    results = list(store.iter_extractions(tenant, memory, extractor.cache_key))
-    mentions = sum(len(r.mentions) for r in results)
-    logger.info("resolving %s/%s: %d chunks, %d mentions", tenant, memory, len(results), mentions)
+    source = f"extractions:{extractor.cache_key}"
 
-    graph = resolve_entities(tenant, memory, results, embed=embed, threshold=threshold)
-    changed = store.replace_graph(tenant, memory, graph)
+    def attempt() -> tuple[int, ResolvedGraph, bool]:
+        version = store.content_version(tenant, memory, source)
+        results = list(store.iter_extractions(tenant, memory, extractor.cache_key))
+        mentions = sum(len(r.mentions) for r in results)
+        logger.info("resolving %s/%s: %d chunks, %d mentions", tenant, memory, len(results), mentions)
+        graph = resolve_entities(tenant, memory, results, embed=embed, threshold=threshold)
+        return mentions, graph, store.replace_graph(tenant, memory, graph, based_on=(source, version))
+
+    mentions, graph, changed = _retry_on_concurrent_update(f"resolving {tenant}/{memory}", attempt)
 
     report = ResolveReport(
         mentions=mentions,
@@ -248,14 +260,18 @@ def resolve_graph(
 def build_communities(store: GraphStore, tenant: str, memory: str, seed: int, largest: int = 10) -> CommunityReport:
     """Detect Leiden communities over the whole resolved graph and store them with their summaries."""
     started = time.perf_counter()
-    entities = store.get_entities(tenant, memory)
-    relations = store.get_relations(tenant, memory)
-    logger.info("detecting communities of %s/%s: %d entities, %d relations", tenant, memory, len(entities), len(relations))
 
-    evidence_chunk_ids = sorted({p.chunk_id for r in relations for p in r.provenance})
-    chunk_texts = {c.id: c.text for c in store.get_chunks(tenant, memory, chunk_ids=evidence_chunk_ids)}
-    communities = detect_communities(tenant, memory, entities, relations, chunk_texts, seed=seed)
-    changed = store.replace_communities(tenant, memory, communities)
+    def attempt() -> tuple[list[Community], bool]:
+        version = store.content_version(tenant, memory, "graph")
+        entities = store.get_entities(tenant, memory)
+        relations = store.get_relations(tenant, memory)
+        logger.info("detecting communities of %s/%s: %d entities, %d relations", tenant, memory, len(entities), len(relations))
+        evidence_chunk_ids = sorted({p.chunk_id for r in relations for p in r.provenance})
+        chunk_texts = {c.id: c.text for c in store.get_chunks(tenant, memory, chunk_ids=evidence_chunk_ids)}
+        communities = detect_communities(tenant, memory, entities, relations, chunk_texts, seed=seed)
+        return communities, store.replace_communities(tenant, memory, communities, based_on=("graph", version))
+
+    communities, changed = _retry_on_concurrent_update(f"detecting communities of {tenant}/{memory}", attempt)
 
     levels = sorted({c.level for c in communities})
     finest = [c for c in communities if c.level == 0]
@@ -268,6 +284,16 @@ def build_communities(store: GraphStore, tenant: str, memory: str, seed: int, la
     )
     logger.info("detected %d communities on %d levels for %s/%s", report.communities, report.levels, tenant, memory)
     return report
+
+
+def _retry_on_concurrent_update(action: str, attempt: Callable[[], _Result]) -> _Result:
+    """Run `attempt` again while another run changes its input between its read and its write."""
+    for number in range(1, CONCURRENT_UPDATE_ATTEMPTS):
+        try:
+            return attempt()
+        except ConcurrentUpdateError as error:
+            logger.warning("%s: %s; attempt %d of %d", action, error, number + 1, CONCURRENT_UPDATE_ATTEMPTS)
+    return attempt()
 
 
 def unit_norm_violations(vectors: Sequence[np.ndarray], dimension: int, tolerance: float = 1e-3) -> tuple[int, int]:

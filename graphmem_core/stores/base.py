@@ -99,8 +99,20 @@ class GraphStore(ABC):
     # Resolved graph
 
     @abstractmethod
-    def replace_graph(self, tenant: str, memory: str, graph: ResolvedGraph) -> bool:
-        """Make `graph` the namespace's resolved graph; return False when it equals the stored one."""
+    def content_version(self, tenant: str, memory: str, name: str) -> int:
+        """Return the version of one kind of content, 0 when never written.
+
+        Names are `extractions:<extractor cache key>`, `graph` and `communities`. A version grows
+        whenever that content changes, so a writer can check that its input is still current.
+        """
+
+    @abstractmethod
+    def replace_graph(self, tenant: str, memory: str, graph: ResolvedGraph, based_on: tuple[str, int] | None = None) -> bool:
+        """Make `graph` the namespace's resolved graph; return False when it equals the stored one.
+
+        With `based_on=(name, version)`, raise `ConcurrentUpdateError` and write nothing when that
+        content version has changed since the caller read its input.
+        """
 
     @abstractmethod
     def get_entities(self, tenant: str, memory: str, entity_ids: Sequence[str] | None = None) -> list[Entity]:
@@ -125,8 +137,13 @@ class GraphStore(ABC):
     # Communities
 
     @abstractmethod
-    def replace_communities(self, tenant: str, memory: str, communities: Sequence[Community]) -> bool:
-        """Make `communities` the namespace's communities; return False when they equal the stored ones."""
+    def replace_communities(
+        self, tenant: str, memory: str, communities: Sequence[Community], based_on: tuple[str, int] | None = None
+    ) -> bool:
+        """Make `communities` the namespace's communities; return False when they equal the stored ones.
+
+        `based_on` works as in `replace_graph`.
+        """
 
     @abstractmethod
     def get_communities(

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import libsql
 import numpy as np
 
-from graphmem_core.errors import RetryableStoreError, StoreError
+from graphmem_core.errors import ConcurrentUpdateError, RetryableStoreError, StoreError
 from graphmem_core.ids import content_hash
 from graphmem_core.models import (
     Chunk,
@@ -213,6 +213,22 @@ class LibsqlGraphStore(GraphStore):
     def _version(self, tenant: str, memory: str, name: str) -> int:
         rows = self._query("SELECT value FROM versions WHERE tenant = ? AND memory = ? AND name = ?", (tenant, memory, name))
         return int(rows[0][0]) if rows else 0
+
+    def content_version(self, tenant: str, memory: str, name: str) -> int:
+        return self._version(tenant, memory, name)
+
+    def _check_based_on(self, connection: Any, tenant: str, memory: str, based_on: tuple[str, int] | None) -> None:
+        if based_on is None:
+            return
+        name, expected = based_on
+        row = connection.execute(
+            "SELECT value FROM versions WHERE tenant = ? AND memory = ? AND name = ?", (tenant, memory, name)
+        ).fetchone()
+        current = int(row[0]) if row else 0
+        if current != expected:
+            raise ConcurrentUpdateError(
+                f"{name} of {tenant}/{memory} changed from version {expected} to {current} while this write was computed: compute it again"
+            )
 
     def _stored_fingerprint(self, connection: Any, tenant: str, memory: str, name: str) -> str | None:
         row = connection.execute(
@@ -466,7 +482,7 @@ class LibsqlGraphStore(GraphStore):
 
     # Resolved graph
 
-    def replace_graph(self, tenant: str, memory: str, graph: ResolvedGraph) -> bool:
+    def replace_graph(self, tenant: str, memory: str, graph: ResolvedGraph, based_on: tuple[str, int] | None = None) -> bool:
         entities = sorted(graph.entities, key=lambda e: e.id)
         relations = sorted(graph.relations, key=lambda r: r.id)
         links = sorted(graph.mention_links, key=lambda m: (m.chunk_id, m.start, m.end, m.entity_id))
@@ -475,6 +491,7 @@ class LibsqlGraphStore(GraphStore):
         )
 
         with self._transaction() as connection:
+            self._check_based_on(connection, tenant, memory, based_on)
             if self._stored_fingerprint(connection, tenant, memory, "graph") == fingerprint:
                 return False
 
@@ -619,10 +636,13 @@ class LibsqlGraphStore(GraphStore):
 
     # Communities
 
-    def replace_communities(self, tenant: str, memory: str, communities: Sequence[Community]) -> bool:
+    def replace_communities(
+        self, tenant: str, memory: str, communities: Sequence[Community], based_on: tuple[str, int] | None = None
+    ) -> bool:
         ordered = sorted(communities, key=lambda c: (c.level, c.id))
         fingerprint = content_hash(*(c.model_dump_json() for c in ordered))
         with self._transaction() as connection:
+            self._check_based_on(connection, tenant, memory, based_on)
             if self._stored_fingerprint(connection, tenant, memory, "communities") == fingerprint:
                 return False
             connection.execute("DELETE FROM communities WHERE tenant = ? AND memory = ?", (tenant, memory))

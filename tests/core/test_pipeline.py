@@ -10,6 +10,7 @@ from graphmem_core.batches import load_manifest, make_manifest, register_batch
 from graphmem_core.embeddings import Embedder, model_key
 from graphmem_core.errors import ConfigurationError, InvalidInputError
 from graphmem_core.extraction import get_extractor
+from graphmem_core.models import EntityType, ExtractionResult, Mention
 from graphmem_core.query import QueryEngine
 from graphmem_core.stores.libsql_store import LibsqlGraphStore
 
@@ -153,3 +154,28 @@ def test_embedder_unit_vectors(embedder):
 def test_embedder_missing_model_folder(tmp_path: Path):
     with pytest.raises(ConfigurationError, match="not found"):
         Embedder(str(tmp_path / "no-such-model")).encode(["text"])
+
+
+def test_resolve_retries_after_concurrent_write(store, embedder, inputs: Path, tmp_path: Path):
+    run_all(store, embedder, tmp_path / "batches", inputs)
+    extractor = get_extractor("fast")
+    late = ExtractionResult(
+        chunk_id="chk_late",
+        mentions=[Mention(chunk_id="chk_late", text="Zyxwv Quartz", type=EntityType.PERSON, start=0, end=12)],
+        relations=[],
+    )
+    encode = pipeline.cached_name_encoder(store, embedder, TENANT)
+    calls = []
+
+    def encode_while_another_run_writes(names: list[str]) -> np.ndarray:
+        # The first resolution attempt reads the extractions, then another run stores a new one.
+        if not calls:
+            store.upsert_extractions(TENANT, MEMORY, extractor.cache_key, [late])
+        calls.append(len(names))
+        return encode(names)
+
+    report = pipeline.resolve_graph(store, extractor, TENANT, MEMORY, encode_while_another_run_writes, threshold=0.9)
+
+    assert len(calls) >= 2
+    assert report.changed is True
+    assert "Zyxwv Quartz" in {e.name for e in store.get_entities(TENANT, MEMORY)}

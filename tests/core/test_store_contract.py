@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from graphmem_core import ids
+from graphmem_core.errors import ConcurrentUpdateError
 from graphmem_core.models import (
     Chunk,
     Community,
@@ -401,3 +402,32 @@ def test_chunks_without_embedding_counted(store: GraphStore):
 
     store.upsert_embeddings(TENANT, MODEL, {chunks[0].text_hash: unit_vectors(1)[0]})
     assert store.count_chunks_without_embedding(TENANT, MEMORY, MODEL, [document.id]) == len(chunks) - 1
+
+
+def test_replace_graph_rejects_stale_input(store: GraphStore):
+    result = ExtractionResult(chunk_id="chk_a", mentions=[], relations=[])
+    store.upsert_extractions(TENANT, MEMORY, "fast@1", [result])
+    version = store.content_version(TENANT, MEMORY, "extractions:fast@1")
+
+    store.upsert_extractions(TENANT, MEMORY, "fast@1", [ExtractionResult(chunk_id="chk_b", mentions=[], relations=[])])
+
+    with pytest.raises(ConcurrentUpdateError):
+        store.replace_graph(TENANT, MEMORY, make_graph(["Ada Lovelace"]), based_on=("extractions:fast@1", version))
+    assert store.get_entities(TENANT, MEMORY) == []
+    current = store.content_version(TENANT, MEMORY, "extractions:fast@1")
+    assert store.replace_graph(TENANT, MEMORY, make_graph(["Ada Lovelace"]), based_on=("extractions:fast@1", current)) is True
+
+
+def test_replace_communities_rejects_stale_graph(store: GraphStore):
+    graph = make_graph(["A One", "B Two"])
+    store.replace_graph(TENANT, MEMORY, graph)
+    version = store.content_version(TENANT, MEMORY, "graph")
+    store.replace_graph(TENANT, MEMORY, make_graph(["C Three", "D Four"]))
+
+    with pytest.raises(ConcurrentUpdateError):
+        store.replace_communities(TENANT, MEMORY, [make_community(graph.entities, level=0)], based_on=("graph", version))
+    assert store.get_communities(TENANT, MEMORY) == []
+
+
+def test_content_version_unwritten_is_zero(store: GraphStore):
+    assert store.content_version(TENANT, MEMORY, "graph") == 0
