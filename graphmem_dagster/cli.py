@@ -34,6 +34,11 @@ run_coordinator:
 run_launcher:
   module: dagster.core.launcher
   class: DefaultRunLauncher
+python_logs:
+  python_log_level: INFO
+  managed_python_loggers:
+    - graphmem_core
+    - graphmem_dagster
 telemetry:
   enabled: false
 """
@@ -131,9 +136,12 @@ def _wait_for_run(instance, run_id: str, timeout: float) -> str:
         records = instance.all_logs(run_id)
         for record in records[printed:]:
             event = record.dagster_event
+            elapsed = time.monotonic() - started
+            if event is None and record.level >= logging.INFO and record.user_message:
+                _print(f"[{elapsed:6.1f}s]   {record.user_message}")
+                continue
             if event is None or event.event_type not in interesting:
                 continue
-            elapsed = time.monotonic() - started
             if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
                 evaluation = event.event_specific_data
                 outcome = "passed" if evaluation.passed else "FAILED"

@@ -150,7 +150,7 @@ class LibsqlGraphStore(GraphStore):
         self._lock = threading.RLock()
         self._indexes: dict[tuple[str, str, str], tuple[str, VectorIndex]] = {}
 
-        logger.info("opening libSQL graph store at %s", self.path)
+        logger.debug("opening libSQL graph store at %s", self.path)
         self._connection = libsql.connect(str(self.path))
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
@@ -779,4 +779,4 @@ class LibsqlGraphStore(GraphStore):
     def close(self) -> None:
         with self._lock:
             self._connection.close()
-        logger.info("closed libSQL graph store at %s", self.path)
+        logger.debug("closed libSQL graph store at %s", self.path)
