@@ -41,7 +41,8 @@ endif
 
 # The Dagster UI with the asset graph, partitions, checks and the inbox sensor.
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev -m graphmem_dagster.definitions -h 127.0.0.1
+	mkdir -p "$${GRAPHMEM_INBOX:-$(GRAPHMEM_HOME)/inbox}"
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1
 
 test: install
 	$(VENV)/bin/pytest

@@ -27,8 +27,8 @@ class QueryResult(BaseModel):
 
     query: str
     chunks: list[ChunkHit]
-    entities: list[Entity]
-    relations: list[Relation]
+    entities: list[Entity] = Field(description="Entities of the top chunks, most relevant first, then their neighbours.")
+    relations: list[Relation] = Field(description="Relations among those entities, those of the most relevant entities first.")
     communities: list[Community]
     timings_ms: dict[str, float] = Field(description="Milliseconds spent in each step.")
 
@@ -63,11 +63,20 @@ class QueryEngine:
 
         step = time.perf_counter()
         links = self.store.get_mention_links(tenant, memory, [hit.chunk.id for hit in hits])
-        mention_counts: dict[str, int] = {}
+        chunk_scores = {hit.chunk.id: hit.score for hit in hits}
+        # An entity counts as much as the chunks that mention it match the query, so the entities of
+        # the best chunk come first rather than the most frequent names of the whole memory.
+        relevance: dict[str, float] = {}
         for link in links:
-            mention_counts[link.entity_id] = mention_counts.get(link.entity_id, 0) + 1
-        seeds = sorted(mention_counts, key=lambda entity_id: (-mention_counts[entity_id], entity_id))[:SEED_ENTITIES]
+            relevance[link.entity_id] = relevance.get(link.entity_id, 0.0) + chunk_scores[link.chunk_id]
+        seeds = sorted(relevance, key=lambda entity_id: (-relevance[entity_id], entity_id))[:SEED_ENTITIES]
         neighbourhood = self.store.neighbourhood(tenant, memory, seeds, hops=hops)
+        seed_rank = {entity_id: rank for rank, entity_id in enumerate(seeds)}
+        unranked = len(seeds)
+        relations = sorted(
+            neighbourhood.relations,
+            key=lambda r: (min(seed_rank.get(r.source_id, unranked), seed_rank.get(r.target_id, unranked)), -r.weight, r.id),
+        )
         timings["graph"] = (time.perf_counter() - step) * 1000
 
         step = time.perf_counter()
@@ -80,7 +89,7 @@ class QueryEngine:
             query=text,
             chunks=hits,
             entities=neighbourhood.entities,
-            relations=neighbourhood.relations,
+            relations=relations,
             communities=communities,
             timings_ms=timings,
         )

@@ -148,6 +148,8 @@ def _wait_for_run(instance, run_id: str, timeout: float) -> str:
                 _print(f"[{elapsed:6.1f}s] check {evaluation.check_name} {outcome}")
             else:
                 _print(f"[{elapsed:6.1f}s] {event.step_key} {interesting[event.event_type]}")
+            if event.event_type == DagsterEventType.STEP_FAILURE:
+                _print(f"          {_root_cause(event.event_specific_data.error)}")
         printed = len(records)
 
         if run.is_finished:
@@ -160,6 +162,15 @@ def _wait_for_run(instance, run_id: str, timeout: float) -> str:
                 f"in {os.environ['DAGSTER_HOME']}/dagster.yaml"
             )
         time.sleep(_POLL_SECONDS)
+
+
+def _root_cause(error) -> str:
+    """Return the message of the innermost cause of a Dagster error, which names what actually failed."""
+    if error is None:
+        return "no error details recorded"
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
 
 
 def command_ingest(arguments: argparse.Namespace) -> int:
@@ -191,11 +202,29 @@ def command_ingest(arguments: argparse.Namespace) -> int:
 
     status = _wait_for_run(instance, run_id, arguments.timeout)
     launcher.wait()
+    _print_rejections(settings, tenant, memory, manifest.batch_id)
     print(json.dumps({"batch_id": manifest.batch_id, "run_id": run_id, "status": status}))
     if status != "SUCCESS":
         _print(f"run {run_id} ended with status {status}: see `dagster` logs in {os.environ['DAGSTER_HOME']} or the UI")
         return 1
     return 0
+
+
+def _print_rejections(settings: Settings, tenant: str, memory: str, batch_id: str) -> None:
+    """Print every input of the batch that was rejected, with its reason."""
+    from graphmem_core.stores.libsql_store import LibsqlGraphStore
+
+    if not settings.database_path.is_file():
+        return
+    store = LibsqlGraphStore(settings.database_path)
+    try:
+        rejected = store.get_rejections(tenant, memory, batch_id)
+    finally:
+        store.close()
+    if rejected:
+        _print(f"{len(rejected)} inputs of {batch_id} were rejected:")
+    for rejection in rejected:
+        _print(f"  {rejection.source}: {rejection.reason}")
 
 
 def command_query(arguments: argparse.Namespace) -> int:

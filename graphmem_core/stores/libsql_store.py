@@ -716,6 +716,7 @@ class LibsqlGraphStore(GraphStore):
             ("relations", "relations"),
             ("mentions", "mentions"),
             ("communities", "communities"),
+            ("rejected_inputs", "rejections"),
         ):
             result[name] = int(self._query(f"SELECT COUNT(*) FROM {table} WHERE tenant = ? AND memory = ?", (tenant, memory))[0][0])
         result["embedded_chunks"] = int(

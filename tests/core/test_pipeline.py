@@ -131,6 +131,8 @@ def test_query_returns_graph(store, embedder, inputs: Path, tmp_path: Path):
 
     assert len(result.chunks) == 3
     assert result.entities
+    top_chunk_entities = {link.entity_id for link in store.get_mention_links(TENANT, MEMORY, [result.chunks[0].chunk.id])}
+    assert result.entities[0].id in top_chunk_entities
     assert set(result.timings_ms) == {"embed", "search", "graph", "communities", "total"}
 
 

@@ -104,6 +104,8 @@ def test_second_launch_adds_nothing(ingested: IngestedProject, monkeypatch):
     assert result["batch_id"] == ingested.batch_id
     assert result["status"] == "SUCCESS"
     assert snapshot(ingested) == before
+    assert f"{len(BAD_FILES) + 2} inputs of {ingested.batch_id} were rejected" in completed.stderr
+    assert "episodes.jsonl#L2" in completed.stderr
 
     instance = open_instance(ingested, monkeypatch)
     records = instance.all_logs(result["run_id"], of_type=DagsterEventType.ASSET_MATERIALIZATION)
@@ -166,14 +168,23 @@ def test_ingest_no_wait_returns_run(ingested: IngestedProject, monkeypatch):
 
 
 def test_failed_run_exits_nonzero(ingested: IngestedProject):
-    before = snapshot(ingested)
+    # A batch of its own, so the shared batch's partition keeps its successful materialisations.
+    inputs = ingested.project.root / "failing-inputs"
+    inputs.mkdir()
+    for source in sorted(ingested.project.inputs.glob("transcript-*.txt"))[:2]:
+        (inputs / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    counts, entity_ids, chunk_ids = snapshot(ingested)
     environment = {"GRAPHMEM_EMBEDDING_MODEL": str(ingested.project.root / "no-such-model")}
 
-    completed = ingested.project.run(
-        sys.executable, "-m", "graphmem_dagster.cli", "ingest", str(ingested.project.inputs), extra_environment=environment
-    )
+    completed = ingested.project.run(sys.executable, "-m", "graphmem_dagster.cli", "ingest", str(inputs), extra_environment=environment)
 
     assert completed.returncode == 1, completed.stderr[-3000:]
-    assert json.loads(completed.stdout.strip().splitlines()[-1])["status"] == "FAILURE"
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["status"] == "FAILURE"
+    assert result["batch_id"] != ingested.batch_id
     assert "embeddings FAILED" in completed.stderr
-    assert snapshot(ingested) == before
+    assert "no-such-model" in completed.stderr
+    after_counts, after_entity_ids, after_chunk_ids = snapshot(ingested)
+    assert after_counts["documents"] == counts["documents"]
+    assert after_entity_ids == entity_ids
+    assert after_chunk_ids == chunk_ids
