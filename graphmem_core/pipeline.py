@@ -161,6 +161,9 @@ def embed_batch(store: GraphStore, embedder: Embedder, tenant: str, memory: str,
             encoded += len(missing)
         logger.info("embedded %s: %d of %d chunks done", batch_id, min(offset + STEP_CHUNKS, len(chunks)), len(chunks))
 
+    # Building the search index here keeps the first query after ingestion from paying for it.
+    store.prepare_search(tenant, memory, model)
+
     report = EmbedReport(
         documents=len(documents),
         chunks=len(chunks),

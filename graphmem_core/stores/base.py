@@ -79,6 +79,10 @@ class GraphStore(ABC):
         """Cache vectors by text hash; return how many were new. On conflict the stored vector is kept."""
 
     @abstractmethod
+    def prepare_search(self, tenant: str, memory: str, model: str) -> None:
+        """Build or load whatever `search_chunks` needs, so that the next search answers at once."""
+
+    @abstractmethod
     def search_chunks(self, tenant: str, memory: str, model: str, query: np.ndarray, top_k: int) -> list[ChunkHit]:
         """Return the `top_k` chunks whose `model` vectors are most similar to the unit-norm `query`."""
 

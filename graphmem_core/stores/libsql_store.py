@@ -435,6 +435,9 @@ class LibsqlGraphStore(GraphStore):
             self._indexes[key] = (stamp, index)
             return index
 
+    def prepare_search(self, tenant: str, memory: str, model: str) -> None:
+        self.chunk_index(tenant, memory, model)
+
     def search_chunks(self, tenant: str, memory: str, model: str, query: np.ndarray, top_k: int) -> list[ChunkHit]:
         index = self.chunk_index(tenant, memory, model)
         if index is None:

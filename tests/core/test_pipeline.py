@@ -80,6 +80,7 @@ def test_stages_build_graph(store, embedder, inputs: Path, tmp_path: Path):
     assert counts["community_levels"] == reports["communities"].levels >= 1
     assert store.count_dangling_relations(TENANT, MEMORY) == 0
     assert set(store.count_entities_without_community(TENANT, MEMORY).values()) == {0}
+    assert any((tmp_path / "home" / "index").iterdir()), "embedding should leave a saved search index"
 
 
 def test_stages_rerun_changes_nothing(store, embedder, inputs: Path, tmp_path: Path):

@@ -431,3 +431,11 @@ def test_replace_communities_rejects_stale_graph(store: GraphStore):
 
 def test_content_version_unwritten_is_zero(store: GraphStore):
     assert store.content_version(TENANT, MEMORY, "graph") == 0
+
+
+def test_prepare_search_then_search(store: GraphStore):
+    chunks, vectors = store_with_vectors(store, [f"Prepared passage {i}." for i in range(4)])
+
+    store.prepare_search(TENANT, MEMORY, MODEL)
+
+    assert store.search_chunks(TENANT, MEMORY, MODEL, vectors[2], top_k=1)[0].chunk.id == chunks[2].id
