@@ -2,7 +2,7 @@
 
 Every call names its tenant and memory, and every write is an idempotent upsert on content-derived
 ids inside one transaction: writing the same objects twice leaves the store as it was. Each method
-says what happens on conflict.
+states what happens on conflict.
 """
 
 from abc import ABC, abstractmethod
