@@ -18,6 +18,7 @@ from dagster import (
 from graphmem_core import pipeline
 from graphmem_core.batches import BatchManifest, load_manifest
 from graphmem_core.embeddings import model_key
+from graphmem_core.models import Community, RejectedInput
 from graphmem_dagster.ingestion.checks import (
     check_community_coverage,
     check_embeddings,
@@ -50,7 +51,7 @@ def _markdown_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _rejections_table(rejected: list) -> str:
+def _rejections_table(rejected: list[RejectedInput]) -> str:
     rows = ["| source | reason |", "| --- | --- |"]
     rows += [f"| {_markdown_cell(r.source)} | {_markdown_cell(r.reason)} |" for r in rejected[:_MAX_REJECTIONS_IN_TABLE]]
     if len(rejected) > _MAX_REJECTIONS_IN_TABLE:
@@ -58,7 +59,7 @@ def _rejections_table(rejected: list) -> str:
     return "\n".join(rows)
 
 
-def _communities_table(communities: list) -> str:
+def _communities_table(communities: list[Community]) -> str:
     rows = ["| community | members | top entities | representative sentence |", "| --- | ---: | --- | --- |"]
     for community in communities:
         sentence = community.summary.representative_sentence or ""
