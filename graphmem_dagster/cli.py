@@ -233,7 +233,10 @@ def command_query(arguments: argparse.Namespace) -> int:
     from graphmem_core.query import QueryEngine
 
     with _existing_store(arguments) as (settings, tenant, memory, store):
-        engine = QueryEngine(store, Embedder(settings.embedding_model, settings.embedding_device, settings.embedding_batch_size))
+        embedder = Embedder(settings.embedding_model, settings.embedding_device, settings.embedding_batch_size)
+        # Load the model before the query so that its timings show the query's own cost.
+        embedder.model
+        engine = QueryEngine(store, embedder)
         result = engine.query(tenant, memory, arguments.text, top_k=arguments.top_k, hops=arguments.hops)
 
     if arguments.json:
