@@ -317,6 +317,7 @@ def _merge_similar_names(nodes: list[_NameNode], union_find: UnionFind, embed: E
     names = {root: _canonical_name(_surface_counts(nodes, clusters[root])) for root in roots}
 
     unique_names = sorted(set(names.values()))
+    # NOTE: the similarity search is exact, about 10-20 s at 50,000 names of one type on 2 cores.
     vectors = _embed_names(embed, unique_names)
     row_of_name = {name: row for row, name in enumerate(unique_names)}
 

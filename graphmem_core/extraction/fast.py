@@ -567,6 +567,7 @@ def _multi_word_type(words: list[str], lowered: list[str]) -> EntityType:
         return EntityType.PRODUCT
     if all(word in lexicon.NOUNS or word in lexicon.ADJECTIVES for word in lowered):
         return EntityType.CONCEPT
+    # NOTE: a guess. Unknown capitalised pairs such as "Angry Viewers" are typed PERSON here.
     if len(words) <= 3 and all(_looks_like_surname(word, low) for word, low in zip(words, lowered)):
         return EntityType.PERSON
     return EntityType.OTHER

