@@ -318,14 +318,13 @@ class VectorIndex:
 
         files: dict[str, dict[str, Any]] = {}
         ids_bytes = json.dumps(self._ids, ensure_ascii=False).encode("utf-8")
-        files[IDS_NAME] = _write_atomically(folder / IDS_NAME, lambda handle: handle.write(ids_bytes))
+        files[IDS_NAME] = _write_atomically(folder / IDS_NAME, lambda temporary: temporary.write_bytes(ids_bytes))
 
         data_name = DATA_NAMES[self._kind]
         if self._matrix is not None:
-            matrix = self._matrix
-            files[data_name] = _write_atomically(folder / data_name, lambda handle: np.save(handle, matrix, allow_pickle=False))
+            files[data_name] = _write_atomically(folder / data_name, self._save_matrix)
         else:
-            files[data_name] = self._save_graph(folder / data_name)
+            files[data_name] = _write_atomically(folder / data_name, self._save_graph)
 
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -338,7 +337,7 @@ class VectorIndex:
             "files": files,
         }
         manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8")
-        _write_atomically(folder / MANIFEST_NAME, lambda handle: handle.write(manifest_bytes))
+        _write_atomically(folder / MANIFEST_NAME, lambda temporary: temporary.write_bytes(manifest_bytes))
 
         # A data file of the other kind belongs to an older save and is no longer referenced.
         for kind, name in DATA_NAMES.items():
@@ -348,26 +347,16 @@ class VectorIndex:
             "Saved %s vector index of %d vectors to %s in %.2f s", self._kind, len(self._ids), folder, time.perf_counter() - started
         )
 
-    def _save_graph(self, path: Path) -> dict[str, Any]:
-        """Save the usearch graph under a temporary name, then move it to `path`.
+    def _save_matrix(self, path: Path) -> None:
+        # np.save given a file name would append ".npy" to the temporary name, so it gets a handle.
+        assert self._matrix is not None
+        with path.open("wb") as handle:
+            np.save(handle, self._matrix, allow_pickle=False)
 
-        Returns the size and SHA-256 of the saved file.
-        """
+    def _save_graph(self, path: Path) -> None:
         assert self._graph is not None
-        descriptor, temporary_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(descriptor)
-        temporary = Path(temporary_name)
-        try:
-            with self._graph_lock:
-                self._graph.save(temporary)
-            with temporary.open("rb") as handle:
-                os.fsync(handle.fileno())
-                summary = _summarise_file(handle)
-            os.replace(temporary, path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        return summary
+        with self._graph_lock:
+            self._graph.save(path)
 
     @classmethod
     def load(cls, folder: Path, stamp: str) -> "VectorIndex | None":
@@ -593,19 +582,18 @@ def _calibrate_expansion(graph: Index, matrix: np.ndarray) -> tuple[int, float]:
     return HNSW_EXPANSION_LADDER[-1], recall
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> dict[str, Any]:
-    """Write a file through `write` under a temporary name, fsync it, then move it to `path`.
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> dict[str, Any]:
+    """Write a file through `write(temporary_path)`, fsync it, then move it to `path`.
 
     Returns the size and SHA-256 of what was written.
     """
     descriptor, temporary_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(descriptor)
     temporary = Path(temporary_name)
     try:
-        with os.fdopen(descriptor, "w+b") as handle:
-            write(handle)
-            handle.flush()
+        write(temporary)
+        with temporary.open("rb") as handle:
             os.fsync(handle.fileno())
-            handle.seek(0)
             summary = _summarise_file(handle)
         os.replace(temporary, path)
     except BaseException:
