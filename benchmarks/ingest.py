@@ -5,7 +5,7 @@ Usage: .venv/bin/python benchmarks/ingest.py [--limit N] [--json]
 The run materialises all five ingestion assets for one batch of podcast transcripts in a fresh
 GRAPHMEM_HOME, then encodes the very same chunk texts with the same model outside the pipeline.
 The ratio of the two (encode-only time over end-to-end time) shows how much the rest of the
-pipeline costs on top of the embeddings; on a CPU the embeddings dominate.
+pipeline costs on top of the embeddings. On a CPU the embeddings dominate.
 """
 
 import argparse

@@ -209,8 +209,8 @@ def _format_of(name: str) -> str:
     suffix = PurePosixPath(name).suffix.lower()
     file_format = _FORMAT_BY_SUFFIX.get(suffix)
     if file_format is None:
-        shown = repr(suffix) if suffix else "(none)"
-        raise _Rejected(f"unsupported file extension {shown}: convert the file to one of {_SUPPORTED_LIST}")
+        extension = repr(suffix) if suffix else "(none)"
+        raise _Rejected(f"unsupported file extension {extension}: convert the file to one of {_SUPPORTED_LIST}")
     return file_format
 
 

@@ -1,8 +1,8 @@
 """Exception hierarchy shared by every graphmem component.
 
 Callers catch `GraphmemError` for anything the library raises on purpose. `RetryableError`
-marks failures that may succeed when tried again (a locked database, a dropped connection);
-everything else is a permanent failure that needs a change of input or configuration.
+marks failures that may succeed when tried again, such as a locked database or a dropped
+connection. Every other error is permanent and needs a change of input or configuration.
 """
 
 

@@ -28,7 +28,7 @@ from graphmem_core.stores.base import GraphStore
 
 logger = logging.getLogger(__name__)
 
-# Graph-wide stages recompute when a concurrent run changed their input; each retry sees more of it.
+# Graph-wide stages recompute when a concurrent run changed their input, and each retry reads the newer input.
 CONCURRENT_UPDATE_ATTEMPTS = 5
 
 _Result = TypeVar("_Result")

@@ -80,7 +80,7 @@ class GraphStore(ABC):
 
     @abstractmethod
     def prepare_search(self, tenant: str, memory: str, model: str) -> None:
-        """Build or load whatever `search_chunks` needs, so that the next search answers at once."""
+        """Build or load whatever `search_chunks` needs, so that the next search returns without that delay."""
 
     @abstractmethod
     def search_chunks(self, tenant: str, memory: str, model: str, query: np.ndarray, top_k: int) -> list[ChunkHit]:
