@@ -8,11 +8,14 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from graphmem_core.errors import ConfigurationError
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+STORE_KINDS = ("libsql", "neo4j")
+CACHE_KINDS = ("memory", "redis")
 
 _TRUE_WORDS = {"1", "true", "yes", "on"}
 _FALSE_WORDS = {"0", "false", "no", "off"}
@@ -66,6 +69,24 @@ class Settings(BaseModel):
     resolution_threshold: float = Field(default=0.9, description="GRAPHMEM_RESOLUTION_THRESHOLD: minimum cosine similarity of same-type entity names to merge.")
     community_seed: int = Field(default=42, description="GRAPHMEM_COMMUNITY_SEED: Leiden random seed, fixed so reruns agree.")
 
+    store: str = Field(default="libsql", description="GRAPHMEM_STORE: graph store, libsql (a local file) or neo4j.")
+    neo4j_uri: str = Field(default="bolt://127.0.0.1:7687", description="GRAPHMEM_NEO4J_URI: Bolt or neo4j:// address of the server.")
+    neo4j_user: str = Field(default="neo4j", description="GRAPHMEM_NEO4J_USER")
+    neo4j_password: SecretStr | None = Field(default=None, description="GRAPHMEM_NEO4J_PASSWORD: required when GRAPHMEM_STORE=neo4j.")
+    neo4j_database: str = Field(default="neo4j", description="GRAPHMEM_NEO4J_DATABASE: database name on the server.")
+    neo4j_batch_size: int = Field(default=2000, description="GRAPHMEM_NEO4J_BATCH_SIZE: rows per UNWIND write statement.")
+
+    cache: str = Field(default="memory", description="GRAPHMEM_CACHE: query cache, memory (in-process) or redis.")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="GRAPHMEM_REDIS_URL: used when GRAPHMEM_CACHE=redis.")
+    cache_ttl_seconds: int = Field(default=3600, description="GRAPHMEM_CACHE_TTL_SECONDS: lifetime of a cached answer.")
+    cache_max_entries: int = Field(default=10_000, description="GRAPHMEM_CACHE_MAX_ENTRIES: bound of the in-process cache.")
+
+    backup_url: str | None = Field(
+        default=None,
+        description="GRAPHMEM_BACKUP_URL: libSQL backup target, a file path or a libsql:// Turso URL; default HOME/backups/graph.db.",
+    )
+    backup_auth_token: SecretStr | None = Field(default=None, description="GRAPHMEM_BACKUP_AUTH_TOKEN: Turso token for a remote backup URL.")
+
     @property
     def database_path(self) -> Path:
         """Path of the embedded libSQL database file."""
@@ -75,6 +96,11 @@ class Settings(BaseModel):
     def inbox_path(self) -> Path:
         """Folder the inbox sensor watches for new files."""
         return self.inbox if self.inbox is not None else self.home / "inbox"
+
+    @property
+    def backup_target(self) -> str:
+        """libSQL file path or remote URL that `graph_backup` writes to."""
+        return self.backup_url if self.backup_url else str(self.home / "backups" / "graph.db")
 
     @property
     def batches_path(self) -> Path:
@@ -98,6 +124,15 @@ class Settings(BaseModel):
             ("embedding_model", "GRAPHMEM_EMBEDDING_MODEL"),
             ("embedding_device", "GRAPHMEM_EMBEDDING_DEVICE"),
             ("extractor", "GRAPHMEM_EXTRACTOR"),
+            ("store", "GRAPHMEM_STORE"),
+            ("neo4j_uri", "GRAPHMEM_NEO4J_URI"),
+            ("neo4j_user", "GRAPHMEM_NEO4J_USER"),
+            ("neo4j_password", "GRAPHMEM_NEO4J_PASSWORD"),
+            ("neo4j_database", "GRAPHMEM_NEO4J_DATABASE"),
+            ("cache", "GRAPHMEM_CACHE"),
+            ("redis_url", "GRAPHMEM_REDIS_URL"),
+            ("backup_url", "GRAPHMEM_BACKUP_URL"),
+            ("backup_auth_token", "GRAPHMEM_BACKUP_AUTH_TOKEN"),
         ):
             if env.get(name):
                 values[field] = env[name]
@@ -107,6 +142,9 @@ class Settings(BaseModel):
             ("chunk_overlap_tokens", "GRAPHMEM_CHUNK_OVERLAP_TOKENS", 0),
             ("max_file_bytes", "GRAPHMEM_MAX_FILE_BYTES", 1),
             ("community_seed", "GRAPHMEM_COMMUNITY_SEED", 0),
+            ("neo4j_batch_size", "GRAPHMEM_NEO4J_BATCH_SIZE", 1),
+            ("cache_ttl_seconds", "GRAPHMEM_CACHE_TTL_SECONDS", 1),
+            ("cache_max_entries", "GRAPHMEM_CACHE_MAX_ENTRIES", 1),
         ):
             if env.get(name):
                 values[field] = _parse_int(name, env[name], minimum)
@@ -116,7 +154,17 @@ class Settings(BaseModel):
 
         settings = cls(**values)
         validate_namespace(settings.tenant, settings.memory)
+        settings.validate_services()
         return settings
+
+    def validate_services(self) -> None:
+        """Raise `ConfigurationError` when the chosen store or cache is unknown or lacks what it needs."""
+        if self.store not in STORE_KINDS:
+            raise ConfigurationError(f"GRAPHMEM_STORE={self.store!r} is not a graph store: use one of {', '.join(STORE_KINDS)}")
+        if self.cache not in CACHE_KINDS:
+            raise ConfigurationError(f"GRAPHMEM_CACHE={self.cache!r} is not a cache: use one of {', '.join(CACHE_KINDS)}")
+        if self.store == "neo4j" and self.neo4j_password is None:
+            raise ConfigurationError("GRAPHMEM_STORE=neo4j needs a password: set GRAPHMEM_NEO4J_PASSWORD")
 
 
 _NAMESPACE_MAX_CHARS = 128

@@ -19,7 +19,7 @@ from graphmem_core.errors import GraphmemError
 from graphmem_core.settings import Settings, validate_namespace
 
 if TYPE_CHECKING:
-    from graphmem_core.stores.libsql_store import LibsqlGraphStore
+    from graphmem_core.stores.base import GraphStore
 
 logger = logging.getLogger("graphmem")
 
@@ -212,11 +212,11 @@ def command_ingest(arguments: argparse.Namespace) -> int:
 
 def _print_rejections(settings: Settings, tenant: str, memory: str, batch_id: str) -> None:
     """Print every input of the batch that was rejected, with its reason."""
-    from graphmem_core.stores.libsql_store import LibsqlGraphStore
+    from graphmem_core.stores import open_store
 
-    if not settings.database_path.is_file():
+    if settings.store == "libsql" and not settings.database_path.is_file():
         return
-    store = LibsqlGraphStore(settings.database_path)
+    store = open_store(settings)
     try:
         rejected = store.get_rejections(tenant, memory, batch_id)
     finally:
@@ -275,20 +275,20 @@ def _print_query_result(result) -> None:
 
 
 @contextmanager
-def _existing_store(arguments: argparse.Namespace) -> Iterator[tuple[Settings, str, str, "LibsqlGraphStore"]]:
-    """Open the graph store of GRAPHMEM_HOME with the namespace the arguments select, raising when there is no store."""
-    from graphmem_core.stores.libsql_store import LibsqlGraphStore
+def _existing_store(arguments: argparse.Namespace) -> Iterator[tuple[Settings, str, str, "GraphStore"]]:
+    """Open the configured graph store with the namespace the arguments select, raising when a libSQL file is missing."""
+    from graphmem_core.stores import open_store
 
     settings = Settings.from_env()
     tenant = arguments.tenant or settings.tenant
     memory = arguments.memory or settings.memory
     validate_namespace(tenant, memory)
-    if not settings.database_path.is_file():
+    if settings.store == "libsql" and not settings.database_path.is_file():
         raise GraphmemError(
             f"graph store {settings.database_path} not found: run `graphmem ingest PATH` first or set GRAPHMEM_HOME to the folder that contains graph.db"
         )
 
-    store = LibsqlGraphStore(settings.database_path)
+    store = open_store(settings)
     try:
         yield settings, tenant, memory, store
     finally:

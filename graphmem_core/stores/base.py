@@ -155,6 +155,33 @@ class GraphStore(ABC):
     ) -> list[Community]:
         """Return communities at `level` (all levels when None) that contain any of `entity_ids` (all when None)."""
 
+    # Listing and deletes
+
+    @abstractmethod
+    def list_batches(self, tenant: str, memory: str) -> list[str]:
+        """Return the ids of every batch with at least one document, sorted."""
+
+    @abstractmethod
+    def list_extractors(self, tenant: str, memory: str) -> list[str]:
+        """Return the cache keys of every extractor with stored results, sorted."""
+
+    @abstractmethod
+    def list_embedding_models(self, tenant: str) -> list[str]:
+        """Return the keys of every model with stored vectors for the tenant, sorted."""
+
+    @abstractmethod
+    def delete_documents(self, tenant: str, memory: str, document_ids: Sequence[str]) -> int:
+        """Delete documents with their batch membership, chunks, extraction results and mention links; return how many existed.
+
+        The resolved graph and communities keep their entities until the next resolution run,
+        which recomputes them from the remaining extraction results. Cached vectors stay, since
+        other chunks of the tenant may share them.
+        """
+
+    @abstractmethod
+    def delete_namespace(self, tenant: str, memory: str) -> None:
+        """Delete everything stored for the namespace except the tenant's cached vectors."""
+
     # Statistics and integrity
 
     @abstractmethod

@@ -709,6 +709,68 @@ class LibsqlGraphStore(GraphStore):
             for id_, level_, parent_id, title, member_ids, summary in rows
         ]
 
+    # Listing and deletes
+
+    def list_batches(self, tenant: str, memory: str) -> list[str]:
+        rows = self._query(
+            "SELECT DISTINCT batch_id FROM batch_documents WHERE tenant = ? AND memory = ? ORDER BY batch_id", (tenant, memory)
+        )
+        return [row[0] for row in rows]
+
+    def list_extractors(self, tenant: str, memory: str) -> list[str]:
+        rows = self._query("SELECT DISTINCT extractor FROM extractions WHERE tenant = ? AND memory = ? ORDER BY extractor", (tenant, memory))
+        return [row[0] for row in rows]
+
+    def list_embedding_models(self, tenant: str) -> list[str]:
+        rows = self._query("SELECT DISTINCT model FROM embeddings WHERE tenant = ? ORDER BY model", (tenant,))
+        return [row[0] for row in rows]
+
+    def delete_documents(self, tenant: str, memory: str, document_ids: Sequence[str]) -> int:
+        ids = _json_list(document_ids)
+        chunk_filter = "chunk_id IN (SELECT id FROM chunks WHERE tenant = ? AND memory = ? AND document_id IN (SELECT value FROM json_each(?)))"
+        with self._transaction() as connection:
+            extractors = [
+                row[0]
+                for row in connection.execute(
+                    f"SELECT DISTINCT extractor FROM extractions WHERE tenant = ? AND memory = ? AND {chunk_filter}",
+                    (tenant, memory, tenant, memory, ids),
+                ).fetchall()
+            ]
+            for table in ("extractions", "mentions"):
+                connection.execute(
+                    f"DELETE FROM {table} WHERE tenant = ? AND memory = ? AND {chunk_filter}", (tenant, memory, tenant, memory, ids)
+                )
+            connection.execute(
+                "DELETE FROM chunks WHERE tenant = ? AND memory = ? AND document_id IN (SELECT value FROM json_each(?))", (tenant, memory, ids)
+            )
+            connection.execute(
+                "DELETE FROM batch_documents WHERE tenant = ? AND memory = ? AND document_id IN (SELECT value FROM json_each(?))",
+                (tenant, memory, ids),
+            )
+            cursor = connection.execute(
+                "DELETE FROM documents WHERE tenant = ? AND memory = ? AND id IN (SELECT value FROM json_each(?))", (tenant, memory, ids)
+            )
+            deleted = max(cursor.rowcount, 0)
+            if deleted:
+                for name in ("documents", "chunks", *(f"extractions:{extractor}" for extractor in extractors)):
+                    self._bump_version(connection, tenant, memory, name)
+        logger.info("deleted %d documents of %s/%s", deleted, tenant, memory)
+        return deleted
+
+    def delete_namespace(self, tenant: str, memory: str) -> None:
+        tables = (
+            "documents", "batch_documents", "rejections", "chunks", "extractions", "entities", "relations", "mentions",
+            "communities", "community_members",
+        )
+        with self._transaction() as connection:
+            for table in tables:
+                connection.execute(f"DELETE FROM {table} WHERE tenant = ? AND memory = ?", (tenant, memory))
+            # Versions only grow, so a reader holding an old version never mistakes new content for it.
+            connection.execute(
+                "UPDATE versions SET value = value + 1, fingerprint = NULL WHERE tenant = ? AND memory = ?", (tenant, memory)
+            )
+        logger.info("deleted namespace %s/%s", tenant, memory)
+
     # Statistics and integrity
 
     def counts(self, tenant: str, memory: str) -> dict[str, int]:

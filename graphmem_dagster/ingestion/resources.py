@@ -15,7 +15,7 @@ from graphmem_core.embeddings import Embedder
 from graphmem_core.extraction import get_extractor
 from graphmem_core.extraction.base import Extractor
 from graphmem_core.settings import Settings
-from graphmem_core.stores.libsql_store import LibsqlGraphStore
+from graphmem_core.stores import GraphStore, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +51,10 @@ class GraphStoreResource(ConfigurableResource):
         )
 
     @contextmanager
-    def open(self) -> Iterator[LibsqlGraphStore]:
-        """Open the store for the duration of a step and close it afterwards."""
+    def open(self) -> Iterator[GraphStore]:
+        """Open the configured store for the duration of a step and close it afterwards."""
         settings = self.settings()
-        store = LibsqlGraphStore(settings.database_path)
+        store = open_store(settings)
         try:
             yield store
         finally:

@@ -439,3 +439,52 @@ def test_prepare_search_then_search(store: GraphStore):
     store.prepare_search(TENANT, MEMORY, MODEL)
 
     assert store.search_chunks(TENANT, MEMORY, MODEL, vectors[2], top_k=1)[0].chunk.id == chunks[2].id
+
+
+def test_listing_batches_extractors_models(store: GraphStore):
+    chunks, _ = store_with_vectors(store, ["Listed passage one.", "Listed passage two."])
+    store.upsert_documents(TENANT, MEMORY, "batch-0", [make_document("Earlier batch text.")])
+    store.upsert_extractions(TENANT, MEMORY, "fast@1", [ExtractionResult(chunk_id=chunks[0].id, mentions=[], relations=[])])
+
+    assert store.list_batches(TENANT, MEMORY) == ["batch-0", "batch-1"]
+    assert store.list_extractors(TENANT, MEMORY) == ["fast@1"]
+    assert store.list_embedding_models(TENANT) == [MODEL]
+    assert store.list_batches("rival", MEMORY) == []
+    assert store.list_embedding_models("rival") == []
+
+
+def test_delete_documents_removes_dependents(store: GraphStore):
+    kept, removed = make_document("Kept document text here."), make_document("Removed document text here.")
+    store.upsert_documents(TENANT, MEMORY, "batch-1", [kept, removed])
+    kept_chunks, removed_chunks = make_chunks(kept), make_chunks(removed)
+    store.upsert_chunks(TENANT, MEMORY, kept_chunks + removed_chunks)
+    results = [ExtractionResult(chunk_id=c.id, mentions=[], relations=[]) for c in kept_chunks + removed_chunks]
+    store.upsert_extractions(TENANT, MEMORY, "fast@1", results)
+    version = store.content_version(TENANT, MEMORY, "extractions:fast@1")
+
+    assert store.delete_documents(TENANT, MEMORY, [removed.id, "doc_missing"]) == 1
+
+    assert store.get_documents(TENANT, MEMORY, [kept.id, removed.id]) == [kept]
+    assert [d.id for d in store.get_batch_documents(TENANT, MEMORY, "batch-1")] == [kept.id]
+    assert {c.id for c in store.get_chunks(TENANT, MEMORY)} == {c.id for c in kept_chunks}
+    assert [r.chunk_id for r in store.iter_extractions(TENANT, MEMORY, "fast@1")] == sorted(c.id for c in kept_chunks)
+    assert store.content_version(TENANT, MEMORY, "extractions:fast@1") > version
+    assert store.delete_documents(TENANT, MEMORY, [removed.id]) == 0
+
+
+def test_delete_namespace_leaves_others(store: GraphStore):
+    store_with_vectors(store, ["Namespace passage one.", "Namespace passage two."])
+    store.replace_graph(TENANT, MEMORY, make_graph(["Ada Lovelace", "Charles Babbage"]))
+    store.replace_communities(TENANT, MEMORY, [make_community(make_graph(["Ada Lovelace"]).entities, level=0)])
+    other = make_document("Other memory text.", memory="other")
+    store.upsert_documents(TENANT, "other", "batch-1", [other])
+    version = store.graph_version(TENANT, MEMORY)
+
+    store.delete_namespace(TENANT, MEMORY)
+
+    counts = store.counts(TENANT, MEMORY)
+    for kind in ("documents", "chunks", "entities", "relations", "mentions", "communities", "rejected_inputs", "batches"):
+        assert counts[kind] == 0, kind
+    assert store.get_documents(TENANT, "other", [other.id]) == [other]
+    assert store.graph_version(TENANT, MEMORY) > version
+    assert store.replace_graph(TENANT, MEMORY, make_graph(["Ada Lovelace", "Charles Babbage"])) is True
