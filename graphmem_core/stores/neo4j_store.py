@@ -46,6 +46,8 @@ from graphmem_core.stores.base import GraphStore
 
 logger = logging.getLogger(__name__)
 
+BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
+
 SCHEMA_LABELS = ("Batch", "Document", "Chunk", "Entity", "Community", "Rejection", "Extraction", "Version")
 
 # Connection attempts when the store opens: a server that is still starting gets about 15 s.
@@ -90,6 +92,7 @@ class Neo4jGraphStore(GraphStore):
         password: str,
         database: str = "neo4j",
         batch_size: int = 2000,
+        connect_attempts: int = _CONNECT_ATTEMPTS,
     ) -> None:
         if batch_size < 1:
             raise StoreError(f"Neo4j batch size {batch_size} is invalid: set GRAPHMEM_NEO4J_BATCH_SIZE to 1 or more")
@@ -97,6 +100,11 @@ class Neo4jGraphStore(GraphStore):
         self.database = database
         self.batch_size = batch_size
         self._vector_indexes: set[str] = set()
+        self._connect_attempts = max(connect_attempts, 1)
+
+        scheme = uri.split("://", 1)[0] if "://" in uri else ""
+        if scheme not in BOLT_SCHEMES:
+            raise StoreError(f"invalid Neo4j URI {uri!r}: use a Bolt address such as bolt://127.0.0.1:7687 or neo4j://host:7687")
 
         logger.info("opening Neo4j graph store at %s, database %s", uri, database)
         try:
@@ -111,7 +119,7 @@ class Neo4jGraphStore(GraphStore):
     # Connection and transactions
 
     def _connect(self) -> None:
-        for attempt in range(1, _CONNECT_ATTEMPTS + 1):
+        for attempt in range(1, self._connect_attempts + 1):
             try:
                 self._driver.verify_connectivity()
                 return
@@ -121,14 +129,14 @@ class Neo4jGraphStore(GraphStore):
                     f"Neo4j at {self.uri} rejected the credentials: check GRAPHMEM_NEO4J_USER and GRAPHMEM_NEO4J_PASSWORD"
                 ) from error
             except (ServiceUnavailable, SessionExpired, OSError) as error:
-                if attempt == _CONNECT_ATTEMPTS:
+                if attempt == self._connect_attempts:
                     self._driver.close()
                     raise RetryableStoreError(
                         f"could not connect to Neo4j at {self.uri} after {attempt} attempts: {error}. "
                         "Start it (scripts/services/services start neo4j) or set GRAPHMEM_NEO4J_URI"
                     ) from error
                 delay = _CONNECT_BACKOFF_SECONDS * 2 ** (attempt - 1)
-                logger.warning("Neo4j at %s is not reachable (%s), retry %d of %d in %.1f s", self.uri, error, attempt, _CONNECT_ATTEMPTS - 1, delay)
+                logger.warning("Neo4j at %s is not reachable (%s), retry %d of %d in %.1f s", self.uri, error, attempt, self._connect_attempts - 1, delay)
                 time.sleep(delay)
             except Neo4jError as error:
                 self._driver.close()
