@@ -3,8 +3,10 @@
 import logging
 import time
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from graphmem_core.cache import Cache, InProcessCache, cache_key
 from graphmem_core.embeddings import Embedder, model_key
 from graphmem_core.errors import InvalidInputError
 from graphmem_core.models import ChunkHit, Community, Entity, Relation
@@ -19,6 +21,14 @@ MAX_HOPS = 3
 # Entities taken into the neighbourhood from the top chunks, most-mentioned first.
 SEED_ENTITIES = 20
 
+# Part of the key of every cached QueryResult. Raise it when QueryResult or the ranking changes, so
+# that a shared cache never returns results computed by an older release.
+ANSWER_CACHE_FORMAT = 1
+
+# Query vectors depend on the model and the text only, so they are cached per tenant under this
+# memory name, which `validate_namespace` rejects as a real memory name.
+_TENANT_WIDE = ""
+
 
 class QueryResult(BaseModel):
     """The chunks that match a query and the part of the graph around them."""
@@ -30,15 +40,23 @@ class QueryResult(BaseModel):
     entities: list[Entity] = Field(description="Entities of the top chunks, most relevant first, then their neighbours.")
     relations: list[Relation] = Field(description="Relations among those entities, those of the most relevant entities first.")
     communities: list[Community]
-    timings_ms: dict[str, float] = Field(description="Milliseconds spent in each step.")
+    timings_ms: dict[str, float] = Field(
+        description="Milliseconds spent in each step. A result read from the cache has only `cache` (version check and lookup) and `total`."
+    )
+    cached: bool = Field(default=False, description="Whether the result was read from the cache instead of being computed.")
 
 
 class QueryEngine:
-    """Runs text queries over one store with one embedding model."""
+    """Runs text queries over one store with one embedding model, caching query vectors and results.
 
-    def __init__(self, store: GraphStore, embedder: Embedder) -> None:
+    Results are keyed by the store's graph version, which grows with every content change, so a new
+    materialisation is visible to the next query.
+    """
+
+    def __init__(self, store: GraphStore, embedder: Embedder, cache: Cache | None = None) -> None:
         self.store = store
         self.embedder = embedder
+        self.cache = cache if cache is not None else InProcessCache()
 
     def query(self, tenant: str, memory: str, text: str, top_k: int = 5, hops: int = 1) -> QueryResult:
         """Return the `top_k` most similar chunks, the entities they mention with `hops` of neighbours, and their communities."""
@@ -52,13 +70,43 @@ class QueryEngine:
         if not 0 <= hops <= MAX_HOPS:
             raise InvalidInputError(f"hops={hops} is out of range: use 0 to {MAX_HOPS}")
 
-        timings: dict[str, float] = {}
         started = time.perf_counter()
+        model = model_key(self.embedder.model_name)
+        # The version is read before computing, so a result that raced with a write is stored under
+        # the older version, which no later query reads.
+        version = self.store.graph_version(tenant, memory)
+        parameters = {"format": ANSWER_CACHE_FORMAT, "text": text, "top_k": top_k, "hops": hops, "model": model}
+        result_key = cache_key("answer", tenant, memory, version, parameters)
+        cached = self.cache.get_model(result_key, QueryResult)
+        if cached is not None:
+            elapsed = (time.perf_counter() - started) * 1000
+            logger.debug("query in %s/%s served from the cache at graph version %d in %.1f ms", tenant, memory, version, elapsed)
+            return cached.model_copy(update={"cached": True, "timings_ms": {"cache": elapsed, "total": elapsed}})
+
+        result = self._compute(tenant, memory, text, top_k, hops, model, started)
+        self.cache.set_model(result_key, result)
+        return result
+
+    def _query_vector(self, tenant: str, model: str, text: str) -> np.ndarray:
+        """Return the unit-norm vector of `text`, from the cache when this tenant asked it before."""
+        key = cache_key("query_vector", tenant, _TENANT_WIDE, 0, {"model": model, "text": text})
+        vector = self.cache.get_vector(key)
+        if vector is not None and vector.ndim == 1:
+            return vector
+
         vector = self.embedder.encode([text])[0]
-        timings["embed"] = (time.perf_counter() - started) * 1000
+        self.cache.set_vector(key, vector)
+        return vector
+
+    def _compute(self, tenant: str, memory: str, text: str, top_k: int, hops: int, model: str, started: float) -> QueryResult:
+        """Run the query against the store. `started` is the perf_counter value when the query began, for the total."""
+        timings: dict[str, float] = {}
+        step = time.perf_counter()
+        vector = self._query_vector(tenant, model, text)
+        timings["embed"] = (time.perf_counter() - step) * 1000
 
         step = time.perf_counter()
-        hits = self.store.search_chunks(tenant, memory, model_key(self.embedder.model_name), vector, top_k)
+        hits = self.store.search_chunks(tenant, memory, model, vector, top_k)
         timings["search"] = (time.perf_counter() - step) * 1000
 
         step = time.perf_counter()

@@ -36,3 +36,59 @@ def embedder():
     from graphmem_core.embeddings import Embedder
 
     return Embedder()
+
+
+# Variable that `scripts/services/with-services` sets for each service. Other names read GRAPHMEM_TEST_<NAME>_URL.
+SERVICE_VARIABLES = {
+    "neo4j": "GRAPHMEM_TEST_NEO4J_URI",
+    "kafka": "GRAPHMEM_TEST_KAFKA_BOOTSTRAP",
+    "postgres": "GRAPHMEM_TEST_POSTGRES_URL",
+    "redis": "GRAPHMEM_TEST_REDIS_URL",
+}
+
+
+def service_url(name: str) -> str:
+    """Return the address of the `name` server to test against, from its GRAPHMEM_TEST_* variable, or skip the test.
+
+    With `GRAPHMEM_TEST_REQUIRE_SERVICES=1`, as `with-services` sets it, a missing address fails the
+    test instead, so that a run meant to test every service cannot pass by skipping.
+    """
+    variable = SERVICE_VARIABLES.get(name.lower(), f"GRAPHMEM_TEST_{name.upper()}_URL")
+    url = os.environ.get(variable, "").strip()
+    if url:
+        return url
+
+    message = f"{variable} is not set: point it at a {name} server to run this test, or run the tests under scripts/services/with-services"
+    if os.environ.get("GRAPHMEM_TEST_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{message}. GRAPHMEM_TEST_REQUIRE_SERVICES=1 requires every service", pytrace=False)
+    pytest.skip(message)
+
+
+def neo4j_password() -> str:
+    """Return the password of the test Neo4j server; the service scripts default to this one."""
+    return os.environ.get("GRAPHMEM_TEST_NEO4J_PASSWORD", "graphmem-test-password")
+
+
+def delete_neo4j_tenants(*tenants: str) -> None:
+    """Delete every node of these tenants on the test Neo4j server, so a test starts from an empty store."""
+    import neo4j
+
+    with neo4j.GraphDatabase.driver(service_url("neo4j"), auth=("neo4j", neo4j_password())) as driver:
+        with driver.session() as session:
+            session.run(
+                "MATCH (n) WHERE n.tenant IN $tenants CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS",
+                tenants=list(tenants),
+            ).consume()
+
+
+def delete_redis_keys(url: str, prefix: str) -> None:
+    """Delete the keys under `prefix` that a test wrote to the test Redis server."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
