@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from graphmem_core.batches import register_batch
-from graphmem_core.errors import GraphmemError
+from graphmem_core.errors import ConfigurationError, GraphmemError
 from graphmem_core.settings import Settings, validate_namespace
 
 if TYPE_CHECKING:
@@ -43,27 +43,128 @@ telemetry:
   enabled: false
 """
 
+# Runs, event logs and schedules in PostgreSQL, as in the project's dagster.postgres.yaml.
+_POSTGRES_STORAGE_YAML = """\
+run_storage:
+  module: dagster_postgres.run_storage
+  class: PostgresRunStorage
+  config:
+    postgres_db: &postgres_db
+      hostname:
+        env: DAGSTER_PG_HOST
+      port:
+        env: DAGSTER_PG_PORT
+      username:
+        env: DAGSTER_PG_USER
+      password:
+        env: DAGSTER_PG_PASSWORD
+      db_name:
+        env: DAGSTER_PG_DB
+      scheme: postgresql+psycopg2
+event_log_storage:
+  module: dagster_postgres.event_log
+  class: PostgresEventLogStorage
+  config:
+    postgres_db: *postgres_db
+schedule_storage:
+  module: dagster_postgres.schedule_storage
+  class: PostgresScheduleStorage
+  config:
+    postgres_db: *postgres_db
+"""
+
+INSTANCE_KIND_VARIABLE = "GRAPHMEM_DAGSTER_INSTANCE"
+
+# Instance kind: (project file copied into a new DAGSTER_HOME, text written when that file is absent).
+INSTANCE_KINDS = {
+    "sqlite": ("dagster.yaml", _DEFAULT_INSTANCE_YAML),
+    "postgres": ("dagster.postgres.yaml", _POSTGRES_STORAGE_YAML + _DEFAULT_INSTANCE_YAML),
+}
+
 _POLL_SECONDS = 1.0
+
+
+def requested_instance_kind() -> str:
+    """Return the Dagster instance kind that GRAPHMEM_DAGSTER_INSTANCE selects: `sqlite` (default) or `postgres`."""
+    kind = os.environ.get(INSTANCE_KIND_VARIABLE, "").strip() or "sqlite"
+    if kind not in INSTANCE_KINDS:
+        raise ConfigurationError(f"{INSTANCE_KIND_VARIABLE}={kind!r} is not a Dagster instance kind: use one of {', '.join(INSTANCE_KINDS)}")
+    return kind
+
+
+def _load_instance_config(instance_file: Path) -> dict:
+    import yaml
+
+    try:
+        config = yaml.safe_load(instance_file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigurationError(f"{instance_file} is not valid YAML: {error}: fix or delete it") from error
+    return config if isinstance(config, dict) else {}
+
+
+def instance_kind_of(config: dict) -> str:
+    """Return `postgres` when an instance configuration keeps any storage in PostgreSQL, else `sqlite`."""
+    storage = config.get("storage")
+    if isinstance(storage, dict) and "postgres" in storage:
+        return "postgres"
+    for section in ("run_storage", "event_log_storage", "schedule_storage"):
+        entry = config.get(section)
+        if isinstance(entry, dict) and str(entry.get("module", "")).startswith("dagster_postgres"):
+            return "postgres"
+    return "sqlite"
+
+
+def _environment_variables_in(config: object) -> set[str]:
+    """Return the names that Dagster's `env:` syntax reads anywhere in `config`."""
+    if isinstance(config, dict):
+        names = {config["env"]} if isinstance(config.get("env"), str) else set()
+        for value in config.values():
+            names |= _environment_variables_in(value)
+        return names
+    if isinstance(config, list):
+        return set().union(*(_environment_variables_in(item) for item in config))
+    return set()
 
 
 def ensure_dagster_home() -> Path:
     """Return DAGSTER_HOME, creating `.dagster_home/` in the working directory when it is unset.
 
-    A new home gets the project's `dagster.yaml` from the working directory when there is one, and
-    otherwise the same settings: launch runs at once and send no telemetry.
+    A new home gets the instance file of the kind that GRAPHMEM_DAGSTER_INSTANCE selects, copied
+    from the working directory when it is there and otherwise written with the same settings. An
+    existing `dagster.yaml` is kept, with a warning when it is of the other kind. Raises
+    `ConfigurationError` when a variable that the instance file reads with `env:` is unset.
     """
+    kind = requested_instance_kind()
     configured = os.environ.get("DAGSTER_HOME")
     home = Path(configured) if configured else Path.cwd() / ".dagster_home"
     home = home.resolve()
     home.mkdir(parents=True, exist_ok=True)
 
     instance_file = home / "dagster.yaml"
+    project_name, fallback_text = INSTANCE_KINDS[kind]
     if not instance_file.exists():
-        project_file = Path.cwd() / "dagster.yaml"
+        project_file = Path.cwd() / project_name
         if project_file.is_file():
             shutil.copyfile(project_file, instance_file)
+            logger.info("created %s from %s", instance_file, project_file)
         else:
-            instance_file.write_text(_DEFAULT_INSTANCE_YAML, encoding="utf-8")
+            instance_file.write_text(fallback_text, encoding="utf-8")
+            logger.info("created %s with a %s instance", instance_file, kind)
+
+    config = _load_instance_config(instance_file)
+    existing_kind = instance_kind_of(config)
+    if existing_kind != kind:
+        logger.warning(
+            "using the existing %s instance %s although %s selects %s: delete that file to create a %s instance from %s",
+            existing_kind, instance_file, INSTANCE_KIND_VARIABLE, kind, kind, project_name,
+        )
+
+    missing = sorted(name for name in _environment_variables_in(config) if not os.environ.get(name))
+    if missing:
+        raise ConfigurationError(
+            f"missing environment variables {', '.join(missing)}, which {instance_file} reads with `env:`: set them before running Dagster"
+        )
+
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -229,6 +330,7 @@ def _print_rejections(settings: Settings, tenant: str, memory: str, batch_id: st
 
 def command_query(arguments: argparse.Namespace) -> int:
     """Print the chunks that best match the text and the graph around them."""
+    from graphmem_core.cache import open_cache
     from graphmem_core.embeddings import Embedder
     from graphmem_core.query import QueryEngine
 
@@ -236,8 +338,12 @@ def command_query(arguments: argparse.Namespace) -> int:
         embedder = Embedder(settings.embedding_model, settings.embedding_device, settings.embedding_batch_size)
         # Load the model before the query so that its timings show the query's own cost.
         embedder.model
-        engine = QueryEngine(store, embedder)
-        result = engine.query(tenant, memory, arguments.text, top_k=arguments.top_k, hops=arguments.hops)
+        cache = open_cache(settings)
+        try:
+            engine = QueryEngine(store, embedder, cache)
+            result = engine.query(tenant, memory, arguments.text, top_k=arguments.top_k, hops=arguments.hops)
+        finally:
+            cache.close()
 
     if arguments.json:
         print(result.model_dump_json(indent=2))
@@ -271,7 +377,7 @@ def _print_query_result(result) -> None:
         if community.summary.representative_sentence:
             print(f"    \"{community.summary.representative_sentence[:200]}\"")
     timings = ", ".join(f"{name} {value:.0f} ms" for name, value in result.timings_ms.items())
-    print(f"\nTimings: {timings}")
+    print(f"\nTimings: {timings}{' (cached answer)' if result.cached else ''}")
 
 
 @contextmanager
@@ -301,20 +407,65 @@ def command_stats(arguments: argparse.Namespace) -> int:
         counts = store.counts(tenant, memory)
         version = store.graph_version(tenant, memory)
 
-    stats = {
-        "tenant": tenant,
-        "memory": memory,
-        "database": str(settings.database_path.resolve()),
-        "database_bytes": settings.database_path.stat().st_size,
-        "graph_version": version,
-        **counts,
-    }
+    stats: dict[str, object] = {"tenant": tenant, "memory": memory, "store": settings.store}
+    if settings.store == "neo4j":
+        stats.update({"neo4j_uri": settings.neo4j_uri, "neo4j_database": settings.neo4j_database})
+    else:
+        stats.update({"database": str(settings.database_path.resolve()), "database_bytes": settings.database_path.stat().st_size})
+    stats.update({"graph_version": version, **counts})
     if arguments.json:
         print(json.dumps(stats, indent=2))
     else:
         width = max(len(key) for key in stats)
         for key, value in stats.items():
             print(f"{key.ljust(width)}  {value}")
+    return 0
+
+
+def command_backup(arguments: argparse.Namespace) -> int:
+    """Copy the namespace from the configured store into the backup target and print the backup's counts."""
+    from graphmem_core.backup import backup_namespace, display_target
+
+    with _existing_store(arguments) as (settings, tenant, memory, store):
+        if arguments.target:
+            settings = settings.model_copy(update={"backup_url": arguments.target})
+        target = display_target(settings.backup_target)
+        _print(f"backing up {tenant}/{memory} to {target}")
+        counts = backup_namespace(store, settings, tenant, memory)
+
+    print(json.dumps({"tenant": tenant, "memory": memory, "target": target, **counts}, indent=2))
+    return 0
+
+
+def command_restore(arguments: argparse.Namespace) -> int:
+    """Copy the namespace from a backup into the configured store and print the store's counts."""
+    from graphmem_core.backup import display_target, is_remote_target, open_backup_store, restore_namespace
+    from graphmem_core.stores import open_store
+
+    settings = Settings.from_env()
+    tenant = arguments.tenant or settings.tenant
+    memory = arguments.memory or settings.memory
+    validate_namespace(tenant, memory)
+
+    source = arguments.backup
+    if not is_remote_target(source):
+        if not Path(source).is_file():
+            raise GraphmemError(f"backup file {source} not found: pass the path of a file written by `graphmem backup`")
+        if settings.store == "libsql" and Path(source).resolve() == settings.database_path.resolve():
+            raise GraphmemError(f"{source} is the configured graph store itself: restore into another GRAPHMEM_HOME")
+
+    _print(f"restoring {tenant}/{memory} from {display_target(source)} into the {settings.store} store")
+    backup = open_backup_store(source, replica_folder=settings.home / "backups", auth_token=settings.backup_auth_token)
+    try:
+        store = open_store(settings)
+        try:
+            counts = restore_namespace(backup, store, tenant, memory, replace=arguments.replace)
+        finally:
+            store.close()
+    finally:
+        backup.close()
+
+    print(json.dumps({"tenant": tenant, "memory": memory, "store": settings.store, **counts}, indent=2))
     return 0
 
 
@@ -347,6 +498,21 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print JSON for scripts")
     add_namespace(stats)
     stats.set_defaults(handler=command_stats)
+
+    backup = subcommands.add_parser("backup", help="copy the namespace from the graph store into a libSQL backup")
+    backup.add_argument(
+        "--target",
+        help="backup file path, or libsql:// or https:// URL with GRAPHMEM_BACKUP_AUTH_TOKEN "
+        "(default: GRAPHMEM_BACKUP_URL, else GRAPHMEM_HOME/backups/graph.db)",
+    )
+    add_namespace(backup)
+    backup.set_defaults(handler=command_backup)
+
+    restore = subcommands.add_parser("restore", help="copy the namespace from a libSQL backup into the graph store (GRAPHMEM_STORE)")
+    restore.add_argument("backup", help="backup file path, or libsql:// or https:// URL with GRAPHMEM_BACKUP_AUTH_TOKEN")
+    restore.add_argument("--replace", action="store_true", help="delete the namespace in the graph store first when it is not empty")
+    add_namespace(restore)
+    restore.set_defaults(handler=command_restore)
     return parser
 
 

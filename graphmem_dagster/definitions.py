@@ -2,14 +2,18 @@
 
 from dagster import Definitions
 
+from graphmem_dagster.backup.assets import backup_assets
+from graphmem_dagster.backup.jobs import backup_job
+from graphmem_dagster.backup.schedules import daily_backup_schedule
 from graphmem_dagster.ingestion.assets import ingestion_assets
 from graphmem_dagster.ingestion.jobs import ingest_job
 from graphmem_dagster.ingestion.resources import EmbedderResource, ExtractorResource, GraphStoreResource
 from graphmem_dagster.ingestion.sensors import inbox_sensor
 
 defs = Definitions(
-    assets=ingestion_assets,
-    jobs=[ingest_job],
+    assets=[*ingestion_assets, *backup_assets],
+    jobs=[ingest_job, backup_job],
+    schedules=[daily_backup_schedule],
     sensors=[inbox_sensor],
     resources={
         "graph_store": GraphStoreResource(),

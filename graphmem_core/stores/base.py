@@ -159,7 +159,7 @@ class GraphStore(ABC):
 
     @abstractmethod
     def list_batches(self, tenant: str, memory: str) -> list[str]:
-        """Return the ids of every batch with at least one document, sorted."""
+        """Return the ids of every batch with at least one document or rejection, sorted."""
 
     @abstractmethod
     def list_extractors(self, tenant: str, memory: str) -> list[str]:
@@ -190,7 +190,7 @@ class GraphStore(ABC):
 
     @abstractmethod
     def graph_version(self, tenant: str, memory: str) -> int:
-        """Return a number that grows whenever the namespace's stored content changes."""
+        """Return a number that grows whenever the namespace's stored content or the tenant's cached vectors change."""
 
     @abstractmethod
     def count_chunks_without_embedding(self, tenant: str, memory: str, model: str, document_ids: Sequence[str] | None = None) -> int:

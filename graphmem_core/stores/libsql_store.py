@@ -143,19 +143,52 @@ class LibsqlGraphStore(GraphStore):
     timeout, then retry a bounded number of times before raising `RetryableStoreError`.
     """
 
-    def __init__(self, path: Path | str, index_folder: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        index_folder: Path | str | None = None,
+        *,
+        sync_url: str | None = None,
+        auth_token: str | None = None,
+    ) -> None:
+        """Open or create the file at `path`.
+
+        With `sync_url`, `path` is a local embedded replica of that remote libSQL database (such as
+        Turso), which the libsql client syncs when it connects and on each `sync()`.
+        """
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.index_folder = Path(index_folder) if index_folder is not None else self.path.parent / "index"
+        self.sync_url = sync_url
         self._lock = threading.RLock()
         self._indexes: dict[tuple[str, str, str], tuple[str, VectorIndex]] = {}
 
-        logger.debug("opening libSQL graph store at %s", self.path)
-        self._connection = libsql.connect(str(self.path))
-        self._connection.execute("PRAGMA journal_mode=WAL")
+        if sync_url is None:
+            logger.debug("opening libSQL graph store at %s", self.path)
+            self._connection = libsql.connect(str(self.path))
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA synchronous=NORMAL")
+        else:
+            # NOTE: the embedded-replica path has never run against a real remote database in this
+            # project's tests; only a refused connection is tested.
+            logger.info("opening libSQL embedded replica %s of %s", self.path, sync_url)
+            try:
+                self._connection = libsql.connect(str(self.path), sync_url=sync_url, auth_token=auth_token or "")
+            except ValueError as error:
+                raise StoreError(f"could not sync {self.path} with {sync_url}: {error}: check the URL and the auth token") from error
         self._connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-        self._connection.execute("PRAGMA synchronous=NORMAL")
         self._create_schema()
+
+    def sync(self) -> None:
+        """Pull the remote database into the embedded replica; does nothing for a plain local file."""
+        if self.sync_url is None:
+            return
+        with self._lock:
+            try:
+                self._connection.sync()
+            except ValueError as error:
+                raise RetryableStoreError(f"could not sync {self.path} with {self.sync_url}: {error}: retry later") from error
+        logger.info("synced libSQL embedded replica %s with %s", self.path, self.sync_url)
 
     def _create_schema(self) -> None:
         with self._transaction() as connection:
@@ -713,7 +746,9 @@ class LibsqlGraphStore(GraphStore):
 
     def list_batches(self, tenant: str, memory: str) -> list[str]:
         rows = self._query(
-            "SELECT DISTINCT batch_id FROM batch_documents WHERE tenant = ? AND memory = ? ORDER BY batch_id", (tenant, memory)
+            "SELECT batch_id FROM batch_documents WHERE tenant = ? AND memory = ? "
+            "UNION SELECT batch_id FROM rejections WHERE tenant = ? AND memory = ? ORDER BY batch_id",
+            (tenant, memory, tenant, memory),
         )
         return [row[0] for row in rows]
 
@@ -803,7 +838,10 @@ class LibsqlGraphStore(GraphStore):
         return result
 
     def graph_version(self, tenant: str, memory: str) -> int:
-        rows = self._query("SELECT COALESCE(SUM(value), 0) FROM versions WHERE tenant = ? AND memory = ?", (tenant, memory))
+        # Vectors are cached per tenant, so their versions count for every memory of the tenant.
+        rows = self._query(
+            "SELECT COALESCE(SUM(value), 0) FROM versions WHERE tenant = ? AND memory IN (?, ?)", (tenant, memory, _ALL_MEMORIES)
+        )
         return int(rows[0][0])
 
     def count_chunks_without_embedding(self, tenant: str, memory: str, model: str, document_ids: Sequence[str] | None = None) -> int:

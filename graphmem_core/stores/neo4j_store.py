@@ -991,7 +991,10 @@ class Neo4jGraphStore(GraphStore):
 
     def list_batches(self, tenant: str, memory: str) -> list[str]:
         records = self._read(
-            "MATCH (b:Batch {tenant: $t, memory: $m}) WHERE (b)-[:CONTAINS]->() RETURN b.id AS id ORDER BY id", t=tenant, m=memory
+            "CALL () { MATCH (b:Batch {tenant: $t, memory: $m}) WHERE (b)-[:CONTAINS]->() RETURN b.id AS id "
+            "UNION MATCH (r:Rejection {tenant: $t, memory: $m}) RETURN r.batch_id AS id } RETURN id ORDER BY id",
+            t=tenant,
+            m=memory,
         )
         return [r["id"] for r in records]
 
@@ -1080,7 +1083,10 @@ class Neo4jGraphStore(GraphStore):
         return result
 
     def graph_version(self, tenant: str, memory: str) -> int:
-        records = self._read("MATCH (v:Version {tenant: $t, memory: $m}) RETURN coalesce(sum(v.value), 0) AS total", t=tenant, m=memory)
+        # Vectors are cached per tenant, so their versions count for every memory of the tenant.
+        records = self._read(
+            "MATCH (v:Version {tenant: $t}) WHERE v.memory IN [$m, '*'] RETURN coalesce(sum(v.value), 0) AS total", t=tenant, m=memory
+        )
         return int(records[0]["total"])
 
     def count_chunks_without_embedding(self, tenant: str, memory: str, model: str, document_ids: Sequence[str] | None = None) -> int:

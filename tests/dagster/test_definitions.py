@@ -5,13 +5,14 @@ import os
 import time
 from pathlib import Path
 
-from dagster import AssetKey, DagsterInstance, SensorResult, SkipReason, build_sensor_context
+from dagster import AssetKey, DagsterInstance, DefaultScheduleStatus, SensorResult, SkipReason, build_sensor_context
 
 from graphmem_dagster.definitions import defs
 from graphmem_dagster.ingestion.resources import GraphStoreResource
 from graphmem_dagster.ingestion.sensors import SETTLE_SECONDS, inbox_sensor
 
-ASSETS = ["raw_documents", "embeddings", "extracted_triples", "resolved_graph", "communities"]
+INGESTION_ASSETS = ["raw_documents", "embeddings", "extracted_triples", "resolved_graph", "communities"]
+ASSETS = [*INGESTION_ASSETS, "graph_backup"]
 
 
 def test_definitions_load():
@@ -21,6 +22,27 @@ def test_definitions_load():
     assert repository.get_job("ingest").partitions_def.name == "batches"
     assert [sensor.name for sensor in repository.sensor_defs] == ["inbox_sensor"]
     assert sorted(defs.resources) == ["embedder", "extractor", "graph_store"]
+
+
+def test_jobs_select_their_assets():
+    repository = defs.get_repository_def()
+
+    ingest_keys = repository.get_job("ingest").asset_layer.executable_asset_keys
+    backup_keys = repository.get_job("backup").asset_layer.executable_asset_keys
+
+    assert sorted(key.path[-1] for key in ingest_keys) == sorted(INGESTION_ASSETS)
+    assert [key.path[-1] for key in backup_keys] == ["graph_backup"]
+    assert repository.get_job("backup").partitions_def is None
+
+
+def test_backup_schedule_stopped_by_default():
+    repository = defs.get_repository_def()
+
+    schedule = repository.get_schedule_def("daily_backup")
+
+    assert schedule.job_name == "backup"
+    assert schedule.default_status == DefaultScheduleStatus.STOPPED
+    assert schedule.cron_schedule == "0 3 * * *"
 
 
 def test_asset_checks_defined():
