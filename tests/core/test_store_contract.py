@@ -26,6 +26,7 @@ from graphmem_core.models import (
 )
 from graphmem_core.stores.base import GraphStore
 from graphmem_core.stores.libsql_store import LibsqlGraphStore
+from tests.conftest import delete_neo4j_tenants, neo4j_password, service_url
 
 TENANT = "acme"
 MEMORY = "notes"
@@ -37,11 +38,26 @@ def open_libsql(folder: Path) -> GraphStore:
     return LibsqlGraphStore(folder / "graph.db")
 
 
-BACKENDS = {"libsql": open_libsql}
+def open_neo4j(folder: Path) -> GraphStore:
+    from graphmem_core.stores.neo4j_store import Neo4jGraphStore
+
+    # A small batch size makes the multi-row tests cross transaction boundaries.
+    return Neo4jGraphStore(service_url("neo4j"), user="neo4j", password=neo4j_password(), batch_size=500)
+
+
+def reset_neo4j() -> None:
+    delete_neo4j_tenants(TENANT, "rival")
+
+
+BACKENDS = {"libsql": open_libsql, "neo4j": open_neo4j}
+RESETS = {"neo4j": reset_neo4j}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request) -> str:
+    reset = RESETS.get(request.param)
+    if reset is not None:
+        reset()
     return request.param
 
 
@@ -446,7 +462,9 @@ def test_listing_batches_extractors_models(store: GraphStore):
     store.upsert_documents(TENANT, MEMORY, "batch-0", [make_document("Earlier batch text.")])
     store.upsert_extractions(TENANT, MEMORY, "fast@1", [ExtractionResult(chunk_id=chunks[0].id, mentions=[], relations=[])])
 
-    assert store.list_batches(TENANT, MEMORY) == ["batch-0", "batch-1"]
+    store.record_rejections(TENANT, MEMORY, "batch-2", [RejectedInput(source="/data/empty.txt", reason="empty file")])
+
+    assert store.list_batches(TENANT, MEMORY) == ["batch-0", "batch-1", "batch-2"]
     assert store.list_extractors(TENANT, MEMORY) == ["fast@1"]
     assert store.list_embedding_models(TENANT) == [MODEL]
     assert store.list_batches("rival", MEMORY) == []
