@@ -17,6 +17,15 @@ DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 STORE_KINDS = ("libsql", "neo4j")
 CACHE_KINDS = ("memory", "redis")
 
+# A query request with the longest text the engine accepts (2,000 characters, up to 8,000 bytes of
+# UTF-8) fits in 64 KiB, and no useful request fits in less than 1 KiB.
+SERVICE_MIN_BODY_BYTES = 1024
+
+# The lower bound only rejects zero and negative values: the tests use a millisecond to force 504.
+# The upper bound keeps a mistyped value (milliseconds for seconds) from holding requests for days.
+SERVICE_MIN_TIMEOUT_SECONDS = 0.001
+SERVICE_MAX_TIMEOUT_SECONDS = 3600.0
+
 _TRUE_WORDS = {"1", "true", "yes", "on"}
 _FALSE_WORDS = {"0", "false", "no", "off"}
 
@@ -87,6 +96,18 @@ class Settings(BaseModel):
     )
     backup_auth_token: SecretStr | None = Field(default=None, description="GRAPHMEM_BACKUP_AUTH_TOKEN: Turso token for a remote backup URL.")
 
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="GRAPHMEM_API_KEYS: query service keys as comma-separated `key:tenant` or `key:tenant:memory1|memory2` entries.",
+    )
+    api_keys_file: Path | None = Field(default=None, description="GRAPHMEM_API_KEYS_FILE: JSON file of query service keys, read besides GRAPHMEM_API_KEYS.")
+    service_request_timeout_seconds: float = Field(
+        default=10.0, description="GRAPHMEM_SERVICE_REQUEST_TIMEOUT_SECONDS: the query service answers 504 when an API request takes longer."
+    )
+    service_max_body_bytes: int = Field(
+        default=64 * 1024, description="GRAPHMEM_SERVICE_MAX_BODY_BYTES: the query service answers 413 to a larger request body."
+    )
+
     @property
     def database_path(self) -> Path:
         """Path of the embedded libSQL database file."""
@@ -117,6 +138,8 @@ class Settings(BaseModel):
             values["home"] = Path(env["GRAPHMEM_HOME"])
         if "GRAPHMEM_INBOX" in env:
             values["inbox"] = Path(env["GRAPHMEM_INBOX"])
+        if env.get("GRAPHMEM_API_KEYS_FILE"):
+            values["api_keys_file"] = Path(env["GRAPHMEM_API_KEYS_FILE"])
 
         for field, name in (
             ("tenant", "GRAPHMEM_TENANT"),
@@ -133,6 +156,7 @@ class Settings(BaseModel):
             ("redis_url", "GRAPHMEM_REDIS_URL"),
             ("backup_url", "GRAPHMEM_BACKUP_URL"),
             ("backup_auth_token", "GRAPHMEM_BACKUP_AUTH_TOKEN"),
+            ("api_keys", "GRAPHMEM_API_KEYS"),
         ):
             if env.get(name):
                 values[field] = env[name]
@@ -145,12 +169,20 @@ class Settings(BaseModel):
             ("neo4j_batch_size", "GRAPHMEM_NEO4J_BATCH_SIZE", 1),
             ("cache_ttl_seconds", "GRAPHMEM_CACHE_TTL_SECONDS", 1),
             ("cache_max_entries", "GRAPHMEM_CACHE_MAX_ENTRIES", 1),
+            ("service_max_body_bytes", "GRAPHMEM_SERVICE_MAX_BODY_BYTES", SERVICE_MIN_BODY_BYTES),
         ):
             if env.get(name):
                 values[field] = _parse_int(name, env[name], minimum)
 
         if env.get("GRAPHMEM_RESOLUTION_THRESHOLD"):
             values["resolution_threshold"] = _parse_float("GRAPHMEM_RESOLUTION_THRESHOLD", env["GRAPHMEM_RESOLUTION_THRESHOLD"], 0.0, 1.0)
+        if env.get("GRAPHMEM_SERVICE_REQUEST_TIMEOUT_SECONDS"):
+            values["service_request_timeout_seconds"] = _parse_float(
+                "GRAPHMEM_SERVICE_REQUEST_TIMEOUT_SECONDS",
+                env["GRAPHMEM_SERVICE_REQUEST_TIMEOUT_SECONDS"],
+                SERVICE_MIN_TIMEOUT_SECONDS,
+                SERVICE_MAX_TIMEOUT_SECONDS,
+            )
 
         settings = cls(**values)
         validate_namespace(settings.tenant, settings.memory)

@@ -150,7 +150,8 @@ EOF
 }
 
 # Create the login role and its database when missing, and set the role's password, reading
-# the values from the environment so that the password never appears in a command line.
+# the values from the environment so that the password never appears in a command line. The role
+# may create databases, so that each test can use a database of its own.
 postgres_create_role_and_db() {
     local bin_dir="$1"
     postgres_as_owner "$bin_dir/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -p "$PORT" -d postgres >>"$LOG_FILE" 2>&1 <<'EOF'
@@ -159,7 +160,7 @@ postgres_create_role_and_db() {
 \getenv app_db POSTGRES_DB
 SELECT format('CREATE ROLE %I LOGIN', :'app_user')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app_user') \gexec
-SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'app_user', :'app_password') \gexec
+SELECT format('ALTER ROLE %I WITH LOGIN CREATEDB PASSWORD %L', :'app_user', :'app_password') \gexec
 SELECT format('CREATE DATABASE %I OWNER %I', :'app_db', :'app_user')
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'app_db') \gexec
 EOF
