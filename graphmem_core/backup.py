@@ -2,8 +2,9 @@
 
 The copy goes through the `GraphStore` interface only, so any store can be the source or the
 target. It copies batches with their documents and rejections, chunks, every embedding model's
-vectors for the namespace's chunk text hashes, every extractor's results, the resolved graph and
-the communities. Content versions are not copied: the target counts its own.
+vectors for the namespace's chunk text hashes, every extractor's results, the resolved graph, the
+communities, and the merge records and exclusions of entity resolution. Cached LLM responses and
+recorded extraction failures are not copied: the first is a cache, and the second is retried anyway. Content versions are not copied: the target counts its own.
 
 Chunks and vectors are copied in pages of documents. The resolved graph and the communities are
 held in memory whole, because `replace_graph` and `replace_communities` take them whole.
@@ -190,6 +191,14 @@ def copy_namespace(source: GraphStore, target: GraphStore, tenant: str, memory: 
     )
     target.replace_graph(tenant, memory, graph)
     target.replace_communities(tenant, memory, source.get_communities(tenant, memory))
+
+    # Exclusions are user decisions ("never merge these names"), so a restore must keep them. The
+    # copied resolver settings name the source's versions, so the target's next resolution runs in
+    # full, which is always correct.
+    target.add_merge_exclusions(tenant, memory, source.get_merge_exclusions(tenant, memory))
+    merge_settings = source.get_merge_settings(tenant, memory)
+    if merge_settings is not None:
+        target.replace_merge_records(tenant, memory, source.get_merge_records(tenant, memory), merge_settings)
     return target.counts(tenant, memory)
 
 

@@ -32,3 +32,7 @@ class RetryableStoreError(StoreError, RetryableError):
 
 class ConcurrentUpdateError(RetryableStoreError):
     """The content a write was computed from changed before the write, so it must be computed again."""
+
+
+class ExtractionError(GraphmemError):
+    """An extractor could not process some chunks; the message names them and the reasons."""

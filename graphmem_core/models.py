@@ -14,6 +14,24 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def _is_empty(value: object) -> bool:
+    return not value
+
+
+# Optional fields added after results were first stored are left out of the JSON while unset, so
+# results without them serialise exactly as before and stored JSON compares equal.
+def _optional_text(description: str) -> Any:
+    return Field(default=None, exclude_if=_is_none, description=description)
+
+
+def _optional_list(description: str) -> Any:
+    return Field(default_factory=list, exclude_if=_is_empty, description=description)
+
+
 class Namespace(_Frozen):
     """The tenant and memory that scope every stored object."""
 
@@ -77,6 +95,8 @@ class Mention(_Frozen):
     type: EntityType
     start: int = Field(description="Offset of the mention in the chunk text.")
     end: int
+    canonical_name: str | None = _optional_text("Name of the entity the extractor meant, when `text` is an alias of it.")
+    description: str | None = _optional_text("The extractor's description of the entity, from this chunk.")
 
 
 class ExtractedRelation(_Frozen):
@@ -88,6 +108,10 @@ class ExtractedRelation(_Frozen):
     type: str = Field(description="Lower-case label: the linking verb, or `related_to`.")
     start: int = Field(description="Offset of the sentence that states the relation, in the chunk text.")
     end: int
+    description: str | None = _optional_text("The relation in the extractor's words.")
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0, exclude_if=_is_none, description="The extractor's confidence, 0 to 1.")
+    valid_from: str | None = _optional_text("When the relation began to hold, as the text states it (an ISO 8601 date or a year).")
+    valid_to: str | None = _optional_text("When the relation stopped holding, as the text states it.")
 
 
 class ExtractionResult(_Frozen):
@@ -96,6 +120,18 @@ class ExtractionResult(_Frozen):
     chunk_id: str
     mentions: list[Mention]
     relations: list[ExtractedRelation]
+    inferred_entities: list[str] = _optional_list("Entities that relations named but the extractor did not list; they were added with type OTHER.")
+    unlocated_entities: list[str] = _optional_list("Entities whose name and aliases do not occur in the chunk text, so they have no mention.")
+    dropped_relations: list[str] = _optional_list(
+        "Relations, as `source -[type]-> target`, left out because an endpoint has no mention, both endpoints are one entity, or the type is blank."
+    )
+
+
+class ExtractionFailure(_Frozen):
+    """A chunk an extractor could not process, with the reason; the next run tries it again."""
+
+    chunk_id: str
+    reason: str
 
 
 class Entity(_Frozen):
@@ -149,12 +185,47 @@ class ResolvedGraph(_Frozen):
     mention_links: list[MentionLink]
 
 
+class MergeRecord(_Frozen):
+    """One merge of entity resolution: which two names joined, by which rule, with what scores.
+
+    `id` is derived from the namespace, the rule and the two names with their types, so the same
+    merge keeps its id across runs.
+    """
+
+    id: str
+    tenant: str
+    memory: str
+    entity_id: str = Field(description="The entity that both names belong to after resolution.")
+    first: str = Field(description="A surface form of the first name.")
+    first_type: EntityType
+    second: str = Field(description="A surface form of the second name.")
+    second_type: EntityType
+    rule: str = Field(description="The rule that matched, such as `same_key`, `surname` or `similarity`.")
+    score: float = Field(description="Strength of the match in [0, 1], which is 1.0 for the alias rules.")
+    features: dict[str, float] = Field(default_factory=dict, description="The pair's string, vector and neighbour scores.")
+
+
+class MergeExclusion(_Frozen):
+    """Two names that resolution must never put into one entity, such as an undone merge.
+
+    The names are compared after folding (case, accents, a leading "the"), whatever their types.
+    """
+
+    id: str
+    tenant: str
+    memory: str
+    first: str
+    second: str
+    note: str = ""
+
+
 class CommunitySummary(_Frozen):
-    """An extractive summary built from a community's own entities, relations and text."""
+    """A community's summary: extractive parts from its own entities, relations and text, and optional LLM text."""
 
     top_entities: list[str]
     key_relations: list[str] = Field(description="Relations written as `source -[type]-> target`.")
     representative_sentence: str | None = None
+    text: str | None = _optional_text("Summary written by an LLM, when one is configured.")
 
 
 class Community(_Frozen):

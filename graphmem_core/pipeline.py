@@ -5,11 +5,12 @@ running a stage twice for the same batch leaves the store as it was. Dagster ass
 functions and only add wiring and metadata.
 """
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,9 +23,14 @@ from graphmem_core.embeddings import Embedder, model_key
 from graphmem_core.extraction.base import Extractor
 from graphmem_core.ids import text_hash
 from graphmem_core.errors import ConcurrentUpdateError
-from graphmem_core.models import Community, RejectedInput, ResolvedGraph
-from graphmem_core.resolution import resolve_entities
+from graphmem_core.llm.cache import StoreResponseCache
+from graphmem_core.llm.usage import TokenUsage
+from graphmem_core.models import Community, ExtractionFailure, ExtractionResult, MergeExclusion, RejectedInput
+from graphmem_core.resolution import RESOLVER_VERSION, PriorResolution, Resolution, make_exclusion, resolve
 from graphmem_core.stores.base import GraphStore
+
+if TYPE_CHECKING:
+    from graphmem_core.llm.summaries import CommunitySummariser
 
 logger = logging.getLogger(__name__)
 
@@ -66,23 +72,52 @@ class EmbedReport(_Report):
     device: str
 
 
+class LLMUsageReport(BaseModel):
+    """Requests a stage sent to an LLM, the tokens the endpoint reported and their estimated cost."""
+
+    model_config = ConfigDict(frozen=True)
+
+    requests: int = Field(default=0, description="HTTP requests, re-asks and retries included.")
+    cached_responses: int = Field(default=0, description="Responses taken from the response cache instead of a request.")
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated_cost: float = Field(default=0.0, description="At GRAPHMEM_LLM_PRICE_PER_1K_INPUT and _OUTPUT.")
+
+    @classmethod
+    def from_usage(cls, usage: TokenUsage, estimated_cost: float) -> "LLMUsageReport":
+        """Copy the counts of `usage`."""
+        return cls(
+            requests=usage.requests,
+            cached_responses=usage.cached,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            estimated_cost=estimated_cost,
+        )
+
+
 class ExtractReport(_Report):
-    """Counts of the chunks, mentions and relations `extract_batch` processed."""
+    """Counts of the chunks, mentions and relations `extract_batch` processed, and the chunks that failed."""
 
     chunks: int
-    extracted: int
-    skipped: int
+    extracted: int = Field(description="Chunks extracted by this run.")
+    skipped: int = Field(description="Chunks that already had a result of this extractor version.")
+    failed: int = Field(default=0, description="Chunks that failed in this run; the next run tries them again.")
     mentions: int
     relations: int
+    failures: list[ExtractionFailure] = Field(default_factory=list)
+    llm: LLMUsageReport = Field(default_factory=LLMUsageReport)
 
 
 class ResolveReport(_Report):
-    """The size of the resolved graph and whether it changed."""
+    """The size of the resolved graph, whether it changed, and how resolution ran."""
 
     mentions: int
     entities: int
     relations: int
     changed: bool
+    mode: str = Field(default="full", description="`full` when every name was compared, `incremental` when only new names were.")
+    new_names: int = Field(default=0, description="Names (type and folded form) not in the previous graph.")
+    merges: int = Field(default=0, description="Merge records stored with the graph.")
 
 
 class CommunityReport(_Report):
@@ -92,6 +127,9 @@ class CommunityReport(_Report):
     communities: int
     changed: bool
     largest: list[Community] = Field(description="The largest level-0 (finest) communities, largest first.")
+    llm_summaries: int = Field(default=0, description="Communities with a summary written by the LLM.")
+    llm_summary_failures: int = Field(default=0, description="Communities whose LLM summary failed; they keep the extractive one.")
+    llm: LLMUsageReport = Field(default_factory=LLMUsageReport)
 
 
 def ingest_batch(store: GraphStore, manifest: BatchManifest, max_file_bytes: int) -> IngestReport:
@@ -179,32 +217,65 @@ def embed_batch(store: GraphStore, embedder: Embedder, tenant: str, memory: str,
 
 
 def extract_batch(store: GraphStore, extractor: Extractor, tenant: str, memory: str, batch_id: str) -> ExtractReport:
-    """Extract mentions and relations from the batch's chunks that this extractor version has not seen."""
+    """Extract mentions and relations from the batch's chunks that this extractor version has not seen.
+
+    Chunks the extractor fails on are recorded with the reason and stay pending, so the next run
+    tries only those again, and the chunks that succeed are stored either way. An extractor that
+    calls an LLM keeps its responses in the store's response cache, so a rerun repeats no request.
+    """
     started = time.perf_counter()
     key = extractor.cache_key
     document_ids = [d.id for d in store.get_batch_documents(tenant, memory, batch_id)]
     chunks = store.get_chunks(tenant, memory, document_ids=document_ids)
     done = store.get_extracted_chunk_ids(tenant, memory, key, [c.id for c in chunks])
     pending = [chunk for chunk in chunks if chunk.id not in done]
-    logger.info("extracting %s with %s: %d chunks, %d already extracted", batch_id, key, len(chunks), len(done))
+    failed_before = {f.chunk_id for f in store.get_extraction_failures(tenant, memory, key, [c.id for c in pending])}
+    logger.info(
+        "extracting %s with %s: %d chunks, %d already extracted, %d failed before",
+        batch_id,
+        key,
+        len(chunks),
+        len(done),
+        len(failed_before),
+    )
 
+    cache = StoreResponseCache(store, tenant)
+    usage = TokenUsage()
+    estimated_cost = 0.0
+    failures: list[ExtractionFailure] = []
+    extracted = 0
     mentions = 0
     relations = 0
     for offset in range(0, len(pending), STEP_CHUNKS):
-        results = extractor.extract(pending[offset : offset + STEP_CHUNKS])
-        store.upsert_extractions(tenant, memory, key, results)
-        mentions += sum(len(r.mentions) for r in results)
-        relations += sum(len(r.relations) for r in results)
+        outcome = extractor.extract_outcome(pending[offset : offset + STEP_CHUNKS], cache)
+        store.upsert_extractions(tenant, memory, key, outcome.results)
+        recovered = [r.chunk_id for r in outcome.results if r.chunk_id in failed_before]
+        if recovered:
+            store.clear_extraction_failures(tenant, memory, key, recovered)
+        if outcome.failures:
+            store.record_extraction_failures(tenant, memory, key, outcome.failures)
+
+        failures.extend(outcome.failures)
+        usage.add(outcome.usage)
+        estimated_cost += outcome.estimated_cost
+        extracted += len(outcome.results)
+        mentions += sum(len(r.mentions) for r in outcome.results)
+        relations += sum(len(r.relations) for r in outcome.results)
 
     report = ExtractReport(
         chunks=len(chunks),
-        extracted=len(pending),
+        extracted=extracted,
         skipped=len(done),
+        failed=len(failures),
         mentions=mentions,
         relations=relations,
+        failures=failures,
+        llm=LLMUsageReport.from_usage(usage, estimated_cost),
         seconds=time.perf_counter() - started,
     )
-    logger.info("extracted %s: %d chunks, %d mentions, %d relations", batch_id, len(pending), mentions, relations)
+    logger.info("extracted %s: %d chunks, %d mentions, %d relations", batch_id, extracted, mentions, relations)
+    if failures:
+        logger.warning("extracting %s: %d chunks failed; materialise the partition again to retry them", batch_id, len(failures))
     return report
 
 
@@ -235,25 +306,48 @@ def resolve_graph(
     memory: str,
     embed: Callable[[list[str]], np.ndarray] | None,
     threshold: float,
+    *,
+    full: bool = False,
 ) -> ResolveReport:
-    """Resolve every mention of the namespace into entities and relations and store the graph."""
+    """Resolve every mention of the namespace into entities and relations and store the graph with its merge records.
+
+    When the stored graph was resolved under the same settings (resolver version, threshold,
+    embedding on or off, exclusions), names it already contains keep their entity and only new
+    names are compared. Otherwise, or with `full`, every name is compared again. Either way an
+    entity keeps its id while its canonical name is still one of its names.
+    """
     started = time.perf_counter()
     source = f"extractions:{extractor.cache_key}"
 
-    def attempt() -> tuple[int, ResolvedGraph, bool]:
+    def attempt() -> tuple[Resolution, bool]:
         version = store.content_version(tenant, memory, source)
+        graph_version = store.content_version(tenant, memory, "graph")
+        settings = _resolution_settings(source, threshold, embed is not None, store.content_version(tenant, memory, "merge_exclusions"))
+        exclusions = store.get_merge_exclusions(tenant, memory)
         results = list(store.iter_extractions(tenant, memory, extractor.cache_key))
-        mentions = sum(len(r.mentions) for r in results)
-        graph = resolve_entities(tenant, memory, results, embed=embed, threshold=threshold)
-        return mentions, graph, store.replace_graph(tenant, memory, graph, based_on=(source, version))
+        prior = _load_prior_resolution(store, tenant, memory, results)
+        incremental = not full and prior is not None and store.get_merge_settings(tenant, memory) == _stamp(settings, graph_version)
 
-    mentions, graph, changed = _retry_on_concurrent_update(f"resolving {tenant}/{memory}", attempt)
+        resolution = resolve(tenant, memory, results, embed, threshold, exclusions=exclusions, prior=prior, incremental=incremental)
+        changed = store.replace_graph(tenant, memory, resolution.graph, based_on=(source, version))
 
+        # Writing a changed graph bumps its version by one, unless another run wrote in between,
+        # which the check of the records write then detects.
+        written = graph_version + 1 if changed else graph_version
+        store.replace_merge_records(tenant, memory, resolution.merges, _stamp(settings, written), based_on=("graph", written))
+        return resolution, changed
+
+    resolution, changed = _retry_on_concurrent_update(f"resolving {tenant}/{memory}", attempt)
+
+    graph = resolution.graph
     report = ResolveReport(
-        mentions=mentions,
+        mentions=resolution.stats.mentions,
         entities=len(graph.entities),
         relations=len(graph.relations),
         changed=changed,
+        mode=resolution.stats.mode,
+        new_names=resolution.stats.new_names,
+        merges=len(resolution.merges),
         seconds=time.perf_counter() - started,
     )
     if not changed:
@@ -261,17 +355,74 @@ def resolve_graph(
     return report
 
 
-def build_communities(store: GraphStore, tenant: str, memory: str, seed: int, largest: int = 10) -> CommunityReport:
-    """Detect Leiden communities over the whole resolved graph and store them with their summaries."""
+def _resolution_settings(source: str, threshold: float, embedding: bool, exclusions_version: int) -> dict[str, object]:
+    """Return what a stored graph must have been resolved under for an incremental run to extend it."""
+    # NOTE: the embedding model is not among the settings, because `embed` is an opaque function.
+    # After a change of model, pass full=True once to compare every name with the new vectors.
+    return {"resolver": RESOLVER_VERSION, "source": source, "threshold": threshold, "embedding": embedding, "exclusions": exclusions_version}
+
+
+def _stamp(settings: dict[str, object], graph_version: int) -> str:
+    """Return the settings and the graph version they produced, as stored with the merge records."""
+    return json.dumps({**settings, "graph": graph_version}, sort_keys=True)
+
+
+def _load_prior_resolution(store: GraphStore, tenant: str, memory: str, results: Sequence[ExtractionResult]) -> PriorResolution | None:
+    """Return the stored graph's entities, mention links and merge records, or None when no graph is stored."""
+    entities = store.get_entities(tenant, memory)
+    if not entities:
+        return None
+    links = store.get_mention_links(tenant, memory, sorted({result.chunk_id for result in results}))
+    return PriorResolution(entities=entities, mention_links=links, merges=store.get_merge_records(tenant, memory))
+
+
+def unmerge(store: GraphStore, tenant: str, memory: str, first: str, second: str, note: str = "") -> MergeExclusion:
+    """Keep two names in different entities from the next resolution run on, which then resolves the whole graph again.
+
+    Names are matched after folding (case, accents, a leading "the"), so any surface form of each
+    side works, such as the two names of a merge record.
+    """
+    exclusion = make_exclusion(tenant, memory, first, second, note)
+    added = store.add_merge_exclusions(tenant, memory, [exclusion])
+    logger.info("excluded the merge of %r and %r in %s/%s%s", first, second, tenant, memory, "" if added else " (already excluded)")
+    return exclusion
+
+
+def allow_merge(store: GraphStore, tenant: str, memory: str, first: str, second: str) -> bool:
+    """Delete the exclusion of two names, so that the next resolution run may merge them again; return whether one existed."""
+    exclusion = make_exclusion(tenant, memory, first, second)
+    deleted = store.delete_merge_exclusions(tenant, memory, [exclusion.id]) > 0
+    logger.info("allowed the merge of %r and %r in %s/%s%s", first, second, tenant, memory, "" if deleted else " (was not excluded)")
+    return deleted
+
+
+def build_communities(
+    store: GraphStore, tenant: str, memory: str, seed: int, largest: int = 10, summariser: "CommunitySummariser | None" = None
+) -> CommunityReport:
+    """Detect Leiden communities over the whole resolved graph and store them with their summaries.
+
+    With a `summariser`, an LLM writes the summary text of each community of two or more members,
+    with its responses kept in the store's response cache.
+    """
     started = time.perf_counter()
+    usage = TokenUsage()
+    estimated_cost = 0.0
+    summary_counts = (0, 0)
 
     def attempt() -> tuple[list[Community], bool]:
+        nonlocal estimated_cost, summary_counts
         version = store.content_version(tenant, memory, "graph")
         entities = store.get_entities(tenant, memory)
         relations = store.get_relations(tenant, memory)
         evidence_chunk_ids = sorted({p.chunk_id for r in relations for p in r.provenance})
         chunk_texts = {c.id: c.text for c in store.get_chunks(tenant, memory, chunk_ids=evidence_chunk_ids)}
         communities = detect_communities(tenant, memory, entities, relations, chunk_texts, seed=seed)
+        if summariser is not None:
+            outcome = summariser.summarise(communities, {e.name: e.type for e in entities}, StoreResponseCache(store, tenant))
+            communities = outcome.communities
+            usage.add(outcome.usage)
+            estimated_cost += outcome.estimated_cost
+            summary_counts = (outcome.written, outcome.failed)
         return communities, store.replace_communities(tenant, memory, communities, based_on=("graph", version))
 
     communities, changed = _retry_on_concurrent_update(f"detecting communities of {tenant}/{memory}", attempt)
@@ -283,6 +434,9 @@ def build_communities(store: GraphStore, tenant: str, memory: str, seed: int, la
         communities=len(communities),
         changed=changed,
         largest=sorted(finest, key=lambda c: (-len(c.member_ids), c.id))[:largest],
+        llm_summaries=summary_counts[0],
+        llm_summary_failures=summary_counts[1],
+        llm=LLMUsageReport.from_usage(usage, estimated_cost),
         seconds=time.perf_counter() - started,
     )
     if not changed:

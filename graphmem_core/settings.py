@@ -11,18 +11,33 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from graphmem_core.errors import ConfigurationError
+from graphmem_core.models import EntityType
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
 STORE_KINDS = ("libsql", "neo4j")
 CACHE_KINDS = ("memory", "redis")
 
+# instructor modes the LLM extractor supports: a forced tool call, or JSON content that follows a schema.
+LLM_MODES = ("tools", "json_schema")
+
+# Entity types the LLM may assign by default: every `EntityType` value, in declaration order.
+DEFAULT_LLM_ENTITY_TYPES = tuple(entity_type.value for entity_type in EntityType)
+
+# The lower bound only rejects zero and negative values: the tests time requests out after a fraction
+# of a second. A request that waits longer than an hour is a mistyped value (milliseconds for seconds).
+LLM_MIN_TIMEOUT_SECONDS = 0.001
+LLM_MAX_TIMEOUT_SECONDS = 3600.0
+
+# A price above this per 1,000 tokens is taken as a typo, such as a price per million tokens.
+LLM_MAX_PRICE_PER_1K_TOKENS = 1000.0
+
 # A query request with the longest text the engine accepts (2,000 characters, up to 8,000 bytes of
 # UTF-8) fits in 64 KiB, and no useful request fits in less than 1 KiB.
 SERVICE_MIN_BODY_BYTES = 1024
 
-# The lower bound only rejects zero and negative values: the tests use a millisecond to force 504.
-# The upper bound keeps a mistyped value (milliseconds for seconds) from holding requests for days.
+# The lower bound only rejects zero and negative values, so limits below a second are allowed. The
+# upper bound keeps a mistyped value (milliseconds for seconds) from keeping requests open for days.
 SERVICE_MIN_TIMEOUT_SECONDS = 0.001
 SERVICE_MAX_TIMEOUT_SECONDS = 3600.0
 
@@ -48,6 +63,18 @@ def _parse_int(name: str, value: str, minimum: int) -> int:
     if parsed < minimum:
         raise ConfigurationError(f"{name}={parsed} is below the minimum {minimum}: set it to a whole number >= {minimum}")
     return parsed
+
+
+def parse_entity_types(name: str, value: str) -> tuple[str, ...]:
+    """Parse a comma-separated list of `EntityType` values, upper-cased and without duplicates."""
+    known = [entity_type.value for entity_type in EntityType]
+    types = tuple(dict.fromkeys(part.strip().upper() for part in value.split(",") if part.strip()))
+    if not types:
+        raise ConfigurationError(f"{name}={value!r} names no entity type: list some of {', '.join(known)}")
+    unknown = [entity_type for entity_type in types if entity_type not in known]
+    if unknown:
+        raise ConfigurationError(f"{name} contains unknown entity types {', '.join(unknown)}: use only {', '.join(known)}")
+    return types
 
 
 def _parse_float(name: str, value: str, minimum: float, maximum: float) -> float:
@@ -102,11 +129,32 @@ class Settings(BaseModel):
     )
     api_keys_file: Path | None = Field(default=None, description="GRAPHMEM_API_KEYS_FILE: JSON file of query service keys, read besides GRAPHMEM_API_KEYS.")
     service_request_timeout_seconds: float = Field(
-        default=10.0, description="GRAPHMEM_SERVICE_REQUEST_TIMEOUT_SECONDS: the query service answers 504 when an API request takes longer."
+        default=10.0, description="GRAPHMEM_SERVICE_REQUEST_TIMEOUT_SECONDS: the query service responds with 504 when an API request takes longer."
     )
     service_max_body_bytes: int = Field(
-        default=64 * 1024, description="GRAPHMEM_SERVICE_MAX_BODY_BYTES: the query service answers 413 to a larger request body."
+        default=64 * 1024, description="GRAPHMEM_SERVICE_MAX_BODY_BYTES: the query service rejects a larger request body with 413."
     )
+
+    llm_base_url: str | None = Field(
+        default=None, description="GRAPHMEM_LLM_BASE_URL: OpenAI-compatible API root such as http://127.0.0.1:8000/v1; unset uses the OpenAI API."
+    )
+    llm_model: str | None = Field(
+        default=None, description="GRAPHMEM_LLM_MODEL: chat model name; setting it enables LLM community summaries, and GRAPHMEM_EXTRACTOR=llm needs it."
+    )
+    llm_api_key: SecretStr | None = Field(default=None, description="GRAPHMEM_LLM_API_KEY: bearer token of the endpoint; local servers may need none.")
+    llm_mode: str = Field(default="tools", description="GRAPHMEM_LLM_MODE: tools (a forced function call) or json_schema (structured JSON content).")
+    llm_max_concurrency: int = Field(default=4, description="GRAPHMEM_LLM_MAX_CONCURRENCY: requests in flight at once.")
+    llm_requests_per_minute: int = Field(default=60, description="GRAPHMEM_LLM_REQUESTS_PER_MINUTE: request rate limit; 0 turns it off.")
+    llm_tokens_per_minute: int = Field(default=60_000, description="GRAPHMEM_LLM_TOKENS_PER_MINUTE: prompt plus completion token rate limit; 0 turns it off.")
+    llm_timeout_seconds: float = Field(default=60.0, description="GRAPHMEM_LLM_TIMEOUT_SECONDS: time limit of one HTTP request.")
+    llm_max_retries: int = Field(default=5, description="GRAPHMEM_LLM_MAX_RETRIES: retries of a request after HTTP 408, 429 or 5xx, a timeout or a dropped connection.")
+    llm_max_reasks: int = Field(default=2, description="GRAPHMEM_LLM_MAX_REASKS: requests again with the validation errors after invalid output.")
+    llm_entity_types: tuple[str, ...] = Field(
+        default=DEFAULT_LLM_ENTITY_TYPES, description="GRAPHMEM_LLM_ENTITY_TYPES: comma-separated entity types the LLM may assign, a subset of EntityType."
+    )
+    llm_prompt_version: str = Field(default="1", description="GRAPHMEM_LLM_PROMPT_VERSION: part of the cache keys, so changing it extracts again.")
+    llm_price_per_1k_input: float = Field(default=0.0, description="GRAPHMEM_LLM_PRICE_PER_1K_INPUT: price of 1,000 prompt tokens, for the cost estimate.")
+    llm_price_per_1k_output: float = Field(default=0.0, description="GRAPHMEM_LLM_PRICE_PER_1K_OUTPUT: price of 1,000 completion tokens, for the cost estimate.")
 
     @property
     def database_path(self) -> Path:
@@ -127,6 +175,11 @@ class Settings(BaseModel):
     def batches_path(self) -> Path:
         """Folder holding one manifest per ingestion batch."""
         return self.home / "batches"
+
+    @property
+    def llm_configured(self) -> bool:
+        """Whether an LLM is set up, which makes community summaries use it."""
+        return bool(self.llm_model)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -157,6 +210,11 @@ class Settings(BaseModel):
             ("backup_url", "GRAPHMEM_BACKUP_URL"),
             ("backup_auth_token", "GRAPHMEM_BACKUP_AUTH_TOKEN"),
             ("api_keys", "GRAPHMEM_API_KEYS"),
+            ("llm_base_url", "GRAPHMEM_LLM_BASE_URL"),
+            ("llm_model", "GRAPHMEM_LLM_MODEL"),
+            ("llm_api_key", "GRAPHMEM_LLM_API_KEY"),
+            ("llm_mode", "GRAPHMEM_LLM_MODE"),
+            ("llm_prompt_version", "GRAPHMEM_LLM_PROMPT_VERSION"),
         ):
             if env.get(name):
                 values[field] = env[name]
@@ -170,6 +228,11 @@ class Settings(BaseModel):
             ("cache_ttl_seconds", "GRAPHMEM_CACHE_TTL_SECONDS", 1),
             ("cache_max_entries", "GRAPHMEM_CACHE_MAX_ENTRIES", 1),
             ("service_max_body_bytes", "GRAPHMEM_SERVICE_MAX_BODY_BYTES", SERVICE_MIN_BODY_BYTES),
+            ("llm_max_concurrency", "GRAPHMEM_LLM_MAX_CONCURRENCY", 1),
+            ("llm_requests_per_minute", "GRAPHMEM_LLM_REQUESTS_PER_MINUTE", 0),
+            ("llm_tokens_per_minute", "GRAPHMEM_LLM_TOKENS_PER_MINUTE", 0),
+            ("llm_max_retries", "GRAPHMEM_LLM_MAX_RETRIES", 0),
+            ("llm_max_reasks", "GRAPHMEM_LLM_MAX_REASKS", 0),
         ):
             if env.get(name):
                 values[field] = _parse_int(name, env[name], minimum)
@@ -183,10 +246,20 @@ class Settings(BaseModel):
                 SERVICE_MIN_TIMEOUT_SECONDS,
                 SERVICE_MAX_TIMEOUT_SECONDS,
             )
+        for field, name, low, high in (
+            ("llm_timeout_seconds", "GRAPHMEM_LLM_TIMEOUT_SECONDS", LLM_MIN_TIMEOUT_SECONDS, LLM_MAX_TIMEOUT_SECONDS),
+            ("llm_price_per_1k_input", "GRAPHMEM_LLM_PRICE_PER_1K_INPUT", 0.0, LLM_MAX_PRICE_PER_1K_TOKENS),
+            ("llm_price_per_1k_output", "GRAPHMEM_LLM_PRICE_PER_1K_OUTPUT", 0.0, LLM_MAX_PRICE_PER_1K_TOKENS),
+        ):
+            if env.get(name):
+                values[field] = _parse_float(name, env[name], low, high)
+        if env.get("GRAPHMEM_LLM_ENTITY_TYPES"):
+            values["llm_entity_types"] = parse_entity_types("GRAPHMEM_LLM_ENTITY_TYPES", env["GRAPHMEM_LLM_ENTITY_TYPES"])
 
         settings = cls(**values)
         validate_namespace(settings.tenant, settings.memory)
         settings.validate_services()
+        settings.validate_llm()
         return settings
 
     def validate_services(self) -> None:
@@ -197,6 +270,16 @@ class Settings(BaseModel):
             raise ConfigurationError(f"GRAPHMEM_CACHE={self.cache!r} is not a cache: use one of {', '.join(CACHE_KINDS)}")
         if self.store == "neo4j" and self.neo4j_password is None:
             raise ConfigurationError("GRAPHMEM_STORE=neo4j needs a password: set GRAPHMEM_NEO4J_PASSWORD")
+
+    def validate_llm(self) -> None:
+        """Raise `ConfigurationError` when the LLM settings are inconsistent or the LLM extractor lacks a model."""
+        if self.extractor == "llm" and not self.llm_model:
+            raise ConfigurationError("GRAPHMEM_EXTRACTOR=llm needs a model: set GRAPHMEM_LLM_MODEL, and GRAPHMEM_LLM_BASE_URL for a non-OpenAI endpoint")
+        if self.llm_mode not in LLM_MODES:
+            raise ConfigurationError(f"GRAPHMEM_LLM_MODE={self.llm_mode!r} is not supported: use one of {', '.join(LLM_MODES)}")
+        parse_entity_types("GRAPHMEM_LLM_ENTITY_TYPES", ",".join(self.llm_entity_types))
+        if not self.llm_prompt_version.strip():
+            raise ConfigurationError("GRAPHMEM_LLM_PROMPT_VERSION is blank: set it to a short label such as 1 or 2024-06")
 
 
 _NAMESPACE_MAX_CHARS = 128

@@ -19,8 +19,24 @@ input changes, so that caches keyed on `(name, version, chunk)` stay valid.
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from graphmem_core.models import Chunk, ExtractionResult
+from graphmem_core.llm.usage import TokenUsage
+from graphmem_core.models import Chunk, ExtractionFailure, ExtractionResult
+
+if TYPE_CHECKING:
+    from graphmem_core.llm.cache import ResponseCache
+
+
+@dataclass
+class ExtractionOutcome:
+    """The result of one `extract_outcome` call: results of the chunks that succeeded, failures of the rest, and model usage."""
+
+    results: list[ExtractionResult]
+    failures: list[ExtractionFailure] = field(default_factory=list)
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    estimated_cost: float = 0.0
 
 
 class Extractor(ABC):
@@ -32,6 +48,14 @@ class Extractor(ABC):
     @abstractmethod
     def extract(self, chunks: Sequence[Chunk]) -> list[ExtractionResult]:
         """Extract mentions and relations from each chunk and return one result per chunk, in order."""
+
+    def extract_outcome(self, chunks: Sequence[Chunk], cache: "ResponseCache | None" = None) -> ExtractionOutcome:
+        """Extract like `extract`, but report chunks that failed instead of raising, with the model usage.
+
+        Extractors that call a model override this and keep their responses in `cache`. This default
+        calls `extract`, which either succeeds for every chunk or raises.
+        """
+        return ExtractionOutcome(results=self.extract(chunks))
 
     @property
     def cache_key(self) -> str:

@@ -16,8 +16,11 @@ from graphmem_core.models import (
     Community,
     Document,
     Entity,
+    ExtractionFailure,
     ExtractionResult,
     MentionLink,
+    MergeExclusion,
+    MergeRecord,
     Neighbourhood,
     RejectedInput,
     Relation,
@@ -106,7 +109,7 @@ class GraphStore(ABC):
     def content_version(self, tenant: str, memory: str, name: str) -> int:
         """Return the version of one kind of content, 0 when never written.
 
-        Names are `extractions:<extractor cache key>`, `graph` and `communities`. A version grows
+        Names are `extractions:<extractor cache key>`, `graph`, `communities` and `merge_exclusions`. A version grows
         whenever that content changes, so a writer can check that its input is still current.
         """
 
@@ -171,7 +174,7 @@ class GraphStore(ABC):
 
     @abstractmethod
     def delete_documents(self, tenant: str, memory: str, document_ids: Sequence[str]) -> int:
-        """Delete documents with their batch membership, chunks, extraction results and mention links; return how many existed.
+        """Delete documents with their batch membership, chunks, extraction results and failures, and mention links; return how many existed.
 
         The resolved graph and communities keep their entities until the next resolution run,
         which recomputes them from the remaining extraction results. Cached vectors stay, since
@@ -207,3 +210,71 @@ class GraphStore(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections; the store must not be used afterwards."""
+
+    # LLM responses and extraction failures
+
+    @abstractmethod
+    def get_llm_responses(self, tenant: str, keys: Sequence[str]) -> dict[str, str]:
+        """Return the cached LLM responses (JSON text) of the keys that have one.
+
+        Keys come from `graphmem_core.llm.cache.response_key`. Like vectors, responses are cached
+        per tenant, so every memory of the tenant shares them, and `delete_namespace` keeps them.
+        """
+
+    @abstractmethod
+    def upsert_llm_responses(self, tenant: str, responses: Mapping[str, str]) -> int:
+        """Cache LLM responses by key; return how many were new. On conflict the stored response is kept."""
+
+    @abstractmethod
+    def record_extraction_failures(self, tenant: str, memory: str, extractor: str, failures: Sequence[ExtractionFailure]) -> None:
+        """Store why `extractor` could not process chunks; a second failure of the same chunk replaces the reason."""
+
+    @abstractmethod
+    def get_extraction_failures(
+        self, tenant: str, memory: str, extractor: str, chunk_ids: Sequence[str] | None = None
+    ) -> list[ExtractionFailure]:
+        """Return the recorded failures of `extractor` for these chunks (all when None), sorted by chunk id."""
+
+    @abstractmethod
+    def clear_extraction_failures(self, tenant: str, memory: str, extractor: str, chunk_ids: Sequence[str]) -> int:
+        """Delete the failures of `extractor` for these chunks, once they have a result; return how many existed."""
+
+    # Merge records and exclusions of entity resolution
+
+    @abstractmethod
+    def replace_merge_records(
+        self,
+        tenant: str,
+        memory: str,
+        records: Sequence[MergeRecord],
+        settings: str,
+        based_on: tuple[str, int] | None = None,
+    ) -> None:
+        """Make `records` the merge records of the namespace's resolved graph, with the resolver `settings` behind them.
+
+        `based_on` works as in `replace_graph`: resolution passes the graph version it wrote, so
+        records never describe another run's graph.
+        """
+
+    @abstractmethod
+    def get_merge_records(self, tenant: str, memory: str, entity_ids: Sequence[str] | None = None) -> list[MergeRecord]:
+        """Return the merge records of these entities (all when None), sorted by id."""
+
+    @abstractmethod
+    def get_merge_settings(self, tenant: str, memory: str) -> str | None:
+        """Return the `settings` stored with the merge records, or None when none were stored."""
+
+    @abstractmethod
+    def add_merge_exclusions(self, tenant: str, memory: str, exclusions: Sequence[MergeExclusion]) -> int:
+        """Store pairs of names that must never merge; return how many were new.
+
+        On conflict the stored exclusion is kept. Adding any bumps the `merge_exclusions` content version.
+        """
+
+    @abstractmethod
+    def delete_merge_exclusions(self, tenant: str, memory: str, exclusion_ids: Sequence[str]) -> int:
+        """Delete exclusions by id; return how many existed. Deleting any bumps the `merge_exclusions` content version."""
+
+    @abstractmethod
+    def get_merge_exclusions(self, tenant: str, memory: str) -> list[MergeExclusion]:
+        """Return every exclusion of the namespace, sorted by id."""

@@ -27,8 +27,11 @@ from graphmem_core.models import (
     Document,
     Entity,
     EntityType,
+    ExtractionFailure,
     ExtractionResult,
     MentionLink,
+    MergeExclusion,
+    MergeRecord,
     Neighbourhood,
     RejectedInput,
     Relation,
@@ -114,6 +117,23 @@ CREATE INDEX IF NOT EXISTS community_members_by_community ON community_members (
 CREATE TABLE IF NOT EXISTS versions (
     tenant TEXT NOT NULL, memory TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL, fingerprint TEXT,
     PRIMARY KEY (tenant, memory, name)
+);
+CREATE TABLE IF NOT EXISTS llm_responses (
+    tenant TEXT NOT NULL, key TEXT NOT NULL, response TEXT NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
+CREATE TABLE IF NOT EXISTS extraction_failures (
+    tenant TEXT NOT NULL, memory TEXT NOT NULL, extractor TEXT NOT NULL, chunk_id TEXT NOT NULL, reason TEXT NOT NULL,
+    PRIMARY KEY (tenant, memory, extractor, chunk_id)
+);
+CREATE TABLE IF NOT EXISTS merge_records (
+    tenant TEXT NOT NULL, memory TEXT NOT NULL, id TEXT NOT NULL, entity_id TEXT NOT NULL, record TEXT NOT NULL,
+    PRIMARY KEY (tenant, memory, id)
+);
+CREATE INDEX IF NOT EXISTS merge_records_by_entity ON merge_records (tenant, memory, entity_id);
+CREATE TABLE IF NOT EXISTS merge_exclusions (
+    tenant TEXT NOT NULL, memory TEXT NOT NULL, id TEXT NOT NULL, first TEXT NOT NULL, second TEXT NOT NULL, note TEXT NOT NULL,
+    PRIMARY KEY (tenant, memory, id)
 );
 CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL);
 """
@@ -771,7 +791,7 @@ class LibsqlGraphStore(GraphStore):
                     (tenant, memory, tenant, memory, ids),
                 ).fetchall()
             ]
-            for table in ("extractions", "mentions"):
+            for table in ("extractions", "extraction_failures", "mentions"):
                 connection.execute(
                     f"DELETE FROM {table} WHERE tenant = ? AND memory = ? AND {chunk_filter}", (tenant, memory, tenant, memory, ids)
                 )
@@ -795,7 +815,7 @@ class LibsqlGraphStore(GraphStore):
     def delete_namespace(self, tenant: str, memory: str) -> None:
         tables = (
             "documents", "batch_documents", "rejections", "chunks", "extractions", "entities", "relations", "mentions",
-            "communities", "community_members",
+            "communities", "community_members", "extraction_failures", "merge_records", "merge_exclusions",
         )
         with self._transaction() as connection:
             for table in tables:
@@ -885,3 +905,126 @@ class LibsqlGraphStore(GraphStore):
         with self._lock:
             self._connection.close()
         logger.debug("closed libSQL graph store at %s", self.path)
+
+    # LLM responses and extraction failures
+
+    def get_llm_responses(self, tenant: str, keys: Sequence[str]) -> dict[str, str]:
+        rows = self._query(
+            "SELECT key, response FROM llm_responses WHERE tenant = ? AND key IN (SELECT value FROM json_each(?))",
+            (tenant, _json_list(keys)),
+        )
+        return {key: response for key, response in rows}
+
+    def upsert_llm_responses(self, tenant: str, responses: Mapping[str, str]) -> int:
+        rows = [(tenant, key, response) for key, response in responses.items()]
+        with self._transaction() as connection:
+            return self._insert_many(
+                connection,
+                "INSERT INTO llm_responses (tenant, key, response) VALUES (?, ?, ?) ON CONFLICT (tenant, key) DO NOTHING",
+                rows,
+            )
+
+    def record_extraction_failures(self, tenant: str, memory: str, extractor: str, failures: Sequence[ExtractionFailure]) -> None:
+        rows = [(tenant, memory, extractor, f.chunk_id, f.reason) for f in failures]
+        with self._transaction() as connection:
+            self._insert_many(
+                connection,
+                "INSERT INTO extraction_failures (tenant, memory, extractor, chunk_id, reason) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (tenant, memory, extractor, chunk_id) DO UPDATE SET reason = excluded.reason",
+                rows,
+            )
+
+    def get_extraction_failures(
+        self, tenant: str, memory: str, extractor: str, chunk_ids: Sequence[str] | None = None
+    ) -> list[ExtractionFailure]:
+        sql = "SELECT chunk_id, reason FROM extraction_failures WHERE tenant = ? AND memory = ? AND extractor = ?"
+        parameters: list[Any] = [tenant, memory, extractor]
+        if chunk_ids is not None:
+            sql += " AND chunk_id IN (SELECT value FROM json_each(?))"
+            parameters.append(_json_list(chunk_ids))
+        rows = self._query(sql + " ORDER BY chunk_id", parameters)
+        return [ExtractionFailure(chunk_id=chunk_id, reason=reason) for chunk_id, reason in rows]
+
+    def clear_extraction_failures(self, tenant: str, memory: str, extractor: str, chunk_ids: Sequence[str]) -> int:
+        with self._transaction() as connection:
+            cursor = connection.execute(
+                "DELETE FROM extraction_failures WHERE tenant = ? AND memory = ? AND extractor = ? "
+                "AND chunk_id IN (SELECT value FROM json_each(?))",
+                (tenant, memory, extractor, _json_list(chunk_ids)),
+            )
+            return max(cursor.rowcount, 0)
+
+    # Merge records and exclusions of entity resolution
+
+    def replace_merge_records(
+        self,
+        tenant: str,
+        memory: str,
+        records: Sequence[MergeRecord],
+        settings: str,
+        based_on: tuple[str, int] | None = None,
+    ) -> None:
+        rows = [(tenant, memory, r.id, r.entity_id, r.model_dump_json()) for r in sorted(records, key=lambda r: r.id)]
+        with self._transaction() as connection:
+            self._check_based_on(connection, tenant, memory, based_on)
+            stored = connection.execute(
+                "SELECT id, entity_id, record FROM merge_records WHERE tenant = ? AND memory = ? ORDER BY id", (tenant, memory)
+            ).fetchall()
+            if self._stored_fingerprint(connection, tenant, memory, "merge_records") == settings and [
+                tuple(row) for row in stored
+            ] == [row[2:] for row in rows]:
+                return
+            connection.execute("DELETE FROM merge_records WHERE tenant = ? AND memory = ?", (tenant, memory))
+            self._insert_many(
+                connection, "INSERT INTO merge_records (tenant, memory, id, entity_id, record) VALUES (?, ?, ?, ?, ?)", rows
+            )
+            # The settings ride on the version row of the records, which delete_namespace clears.
+            self._set_fingerprint(connection, tenant, memory, "merge_records", settings)
+        logger.info("stored %d merge records of %s/%s", len(rows), tenant, memory)
+
+    def get_merge_records(self, tenant: str, memory: str, entity_ids: Sequence[str] | None = None) -> list[MergeRecord]:
+        sql = "SELECT record FROM merge_records WHERE tenant = ? AND memory = ?"
+        parameters: list[Any] = [tenant, memory]
+        if entity_ids is not None:
+            sql += " AND entity_id IN (SELECT value FROM json_each(?))"
+            parameters.append(_json_list(entity_ids))
+        return [MergeRecord.model_validate_json(row[0]) for row in self._query(sql + " ORDER BY id", parameters)]
+
+    def get_merge_settings(self, tenant: str, memory: str) -> str | None:
+        rows = self._query(
+            "SELECT fingerprint FROM versions WHERE tenant = ? AND memory = ? AND name = 'merge_records'", (tenant, memory)
+        )
+        return rows[0][0] if rows else None
+
+    def add_merge_exclusions(self, tenant: str, memory: str, exclusions: Sequence[MergeExclusion]) -> int:
+        rows = [(tenant, memory, e.id, e.first, e.second, e.note) for e in exclusions]
+        with self._transaction() as connection:
+            inserted = self._insert_many(
+                connection,
+                "INSERT INTO merge_exclusions (tenant, memory, id, first, second, note) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (tenant, memory, id) DO NOTHING",
+                rows,
+            )
+            if inserted:
+                self._bump_version(connection, tenant, memory, "merge_exclusions")
+        return inserted
+
+    def delete_merge_exclusions(self, tenant: str, memory: str, exclusion_ids: Sequence[str]) -> int:
+        with self._transaction() as connection:
+            cursor = connection.execute(
+                "DELETE FROM merge_exclusions WHERE tenant = ? AND memory = ? AND id IN (SELECT value FROM json_each(?))",
+                (tenant, memory, _json_list(exclusion_ids)),
+            )
+            deleted = max(cursor.rowcount, 0)
+            if deleted:
+                self._bump_version(connection, tenant, memory, "merge_exclusions")
+        return deleted
+
+    def get_merge_exclusions(self, tenant: str, memory: str) -> list[MergeExclusion]:
+        rows = self._query(
+            "SELECT id, first, second, note FROM merge_exclusions WHERE tenant = ? AND memory = ? ORDER BY id", (tenant, memory)
+        )
+        return [
+            MergeExclusion(id=id_, tenant=tenant, memory=memory, first=first, second=second, note=note)
+            for id_, first, second, note in rows
+        ]

@@ -34,8 +34,11 @@ from graphmem_core.models import (
     Document,
     Entity,
     EntityType,
+    ExtractionFailure,
     ExtractionResult,
     MentionLink,
+    MergeExclusion,
+    MergeRecord,
     Neighbourhood,
     RejectedInput,
     Relation,
@@ -48,7 +51,10 @@ logger = logging.getLogger(__name__)
 
 BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 
-SCHEMA_LABELS = ("Batch", "Document", "Chunk", "Entity", "Community", "Rejection", "Extraction", "Version")
+SCHEMA_LABELS = (
+    "Batch", "Document", "Chunk", "Entity", "Community", "Rejection", "Extraction", "Version", "ExtractionFailure",
+    "MergeRecord", "MergeExclusion",
+)
 
 # Connection attempts when the store opens: a server that is still starting gets about 15 s.
 _CONNECT_ATTEMPTS = 6
@@ -216,11 +222,14 @@ class Neo4jGraphStore(GraphStore):
         ]
         statements += [
             "CREATE CONSTRAINT graphmem_embedding_key IF NOT EXISTS FOR (n:Embedding) REQUIRE (n.tenant, n.model, n.text_hash) IS UNIQUE",
+            "CREATE CONSTRAINT graphmem_llm_response_key IF NOT EXISTS FOR (n:LLMResponse) REQUIRE (n.tenant, n.key) IS UNIQUE",
+            "CREATE INDEX graphmem_extraction_failure_chunk IF NOT EXISTS FOR (n:ExtractionFailure) ON (n.tenant, n.memory, n.chunk_id)",
             "CREATE INDEX graphmem_chunk_document IF NOT EXISTS FOR (n:Chunk) ON (n.tenant, n.memory, n.document_id)",
             "CREATE INDEX graphmem_chunk_text_hash IF NOT EXISTS FOR (n:Chunk) ON (n.tenant, n.text_hash)",
             "CREATE INDEX graphmem_entity_name IF NOT EXISTS FOR (n:Entity) ON (n.tenant, n.memory, n.name_lower)",
             "CREATE INDEX graphmem_entity_name_hash IF NOT EXISTS FOR (n:Entity) ON (n.tenant, n.name_hash)",
             "CREATE INDEX graphmem_extraction_chunk IF NOT EXISTS FOR (n:Extraction) ON (n.tenant, n.memory, n.chunk_id)",
+            "CREATE INDEX graphmem_merge_record_entity IF NOT EXISTS FOR (n:MergeRecord) ON (n.tenant, n.memory, n.entity_id)",
             # Earlier schemas indexed RELATES.id, which no query reads and every relation write paid for.
             "DROP INDEX graphmem_relates_id IF EXISTS",
         ]
@@ -1087,6 +1096,13 @@ class Neo4jGraphStore(GraphStore):
             ]
             tx.run(
                 "UNWIND $ids AS id MATCH (c:Chunk {tenant: $t, memory: $m, document_id: id}) "
+                "MATCH (f:ExtractionFailure {tenant: $t, memory: $m, chunk_id: c.id}) DELETE f",
+                ids=ids,
+                t=tenant,
+                m=memory,
+            ).consume()
+            tx.run(
+                "UNWIND $ids AS id MATCH (c:Chunk {tenant: $t, memory: $m, document_id: id}) "
                 "OPTIONAL MATCH (x:Extraction {tenant: $t, memory: $m, chunk_id: c.id}) DETACH DELETE x, c",
                 ids=ids,
                 t=tenant,
@@ -1106,7 +1122,10 @@ class Neo4jGraphStore(GraphStore):
         return deleted
 
     def delete_namespace(self, tenant: str, memory: str) -> None:
-        for label in ("Entity", "Community", "Extraction", "Chunk", "Document", "Batch", "Rejection"):
+        for label in (
+            "Entity", "Community", "Extraction", "Chunk", "Document", "Batch", "Rejection", "ExtractionFailure", "MergeRecord",
+            "MergeExclusion",
+        ):
             self._run_in_batches(
                 f"MATCH (n:{label} {{tenant: $t, memory: $m}}) CALL (n) {{ DETACH DELETE n }} IN TRANSACTIONS OF $rows ROWS",
                 f"deleting {label} nodes",
@@ -1198,3 +1217,165 @@ class Neo4jGraphStore(GraphStore):
     def close(self) -> None:
         self._driver.close()
         logger.debug("closed Neo4j graph store at %s", self.uri)
+
+    # LLM responses and extraction failures
+
+    def get_llm_responses(self, tenant: str, keys: Sequence[str]) -> dict[str, str]:
+        records = self._read(
+            "UNWIND $keys AS key MATCH (r:LLMResponse {tenant: $t, key: key}) RETURN r.key AS key, r.response AS response",
+            t=tenant,
+            keys=sorted(set(keys)),
+        )
+        return {r["key"]: r["response"] for r in records}
+
+    def upsert_llm_responses(self, tenant: str, responses: Mapping[str, str]) -> int:
+        rows = [{"key": key, "response": response} for key, response in responses.items()]
+        return self._write_rows(
+            "UNWIND $rows AS row MERGE (r:LLMResponse {tenant: $t, key: row.key}) ON CREATE SET r.response = row.response",
+            rows,
+            "storing LLM responses",
+            t=tenant,
+        )
+
+    def record_extraction_failures(self, tenant: str, memory: str, extractor: str, failures: Sequence[ExtractionFailure]) -> None:
+        rows = [{"id": content_hash(extractor, f.chunk_id), "chunk_id": f.chunk_id, "reason": f.reason} for f in failures]
+        self._write_rows(
+            "UNWIND $rows AS row MERGE (f:ExtractionFailure {tenant: $t, memory: $m, id: row.id}) "
+            "SET f.extractor = $extractor, f.chunk_id = row.chunk_id, f.reason = row.reason",
+            rows,
+            "storing extraction failures",
+            t=tenant,
+            m=memory,
+            extractor=extractor,
+        )
+
+    def get_extraction_failures(
+        self, tenant: str, memory: str, extractor: str, chunk_ids: Sequence[str] | None = None
+    ) -> list[ExtractionFailure]:
+        if chunk_ids is None:
+            records = self._read(
+                "MATCH (f:ExtractionFailure {tenant: $t, memory: $m, extractor: $extractor}) "
+                "RETURN f.chunk_id AS chunk_id, f.reason AS reason ORDER BY chunk_id",
+                t=tenant,
+                m=memory,
+                extractor=extractor,
+            )
+        else:
+            records = self._read(
+                "UNWIND $ids AS id MATCH (f:ExtractionFailure {tenant: $t, memory: $m, id: id}) "
+                "RETURN f.chunk_id AS chunk_id, f.reason AS reason ORDER BY chunk_id",
+                t=tenant,
+                m=memory,
+                ids=[content_hash(extractor, chunk_id) for chunk_id in sorted(set(chunk_ids))],
+            )
+        return [ExtractionFailure(chunk_id=r["chunk_id"], reason=r["reason"]) for r in records]
+
+    def clear_extraction_failures(self, tenant: str, memory: str, extractor: str, chunk_ids: Sequence[str]) -> int:
+        ids = [content_hash(extractor, chunk_id) for chunk_id in sorted(set(chunk_ids))]
+
+        def work(tx: ManagedTransaction) -> int:
+            counters = tx.run(
+                "UNWIND $ids AS id MATCH (f:ExtractionFailure {tenant: $t, memory: $m, id: id}) DELETE f", ids=ids, t=tenant, m=memory
+            ).consume().counters
+            return counters.nodes_deleted
+
+        return self._write(work, "clearing extraction failures")
+
+    # Merge records and exclusions of entity resolution
+
+    def replace_merge_records(
+        self,
+        tenant: str,
+        memory: str,
+        records: Sequence[MergeRecord],
+        settings: str,
+        based_on: tuple[str, int] | None = None,
+    ) -> None:
+        rows = [{"id": r.id, "entity_id": r.entity_id, "record": r.model_dump_json()} for r in sorted(records, key=lambda r: r.id)]
+
+        def work(tx: ManagedTransaction) -> bool:
+            self._check_based_on(tx, tenant, memory, based_on)
+            _, stored_settings = self._locked_version(tx, tenant, memory, "merge_records")
+            stored = [
+                r["record"]
+                for r in tx.run("MATCH (r:MergeRecord {tenant: $t, memory: $m}) RETURN r.record AS record ORDER BY r.id", t=tenant, m=memory)
+            ]
+            if stored_settings == settings and stored == [row["record"] for row in rows]:
+                return False
+            tx.run("MATCH (r:MergeRecord {tenant: $t, memory: $m}) DELETE r", t=tenant, m=memory).consume()
+            tx.run(
+                "UNWIND $rows AS row CREATE (:MergeRecord {tenant: $t, memory: $m, id: row.id, entity_id: row.entity_id, record: row.record})",
+                rows=rows,
+                t=tenant,
+                m=memory,
+            ).consume()
+            # The settings ride on the version node of the records, which delete_namespace clears.
+            self._bump_version(tx, tenant, memory, "merge_records", settings)
+            return True
+
+        # NOTE: all records go in one transaction, so that readers never see half of them. A graph
+        # with hundreds of thousands of merges needs heap for all of them at once.
+        if self._write(work, "storing merge records"):
+            logger.info("stored %d merge records of %s/%s on Neo4j", len(rows), tenant, memory)
+
+    def get_merge_records(self, tenant: str, memory: str, entity_ids: Sequence[str] | None = None) -> list[MergeRecord]:
+        if entity_ids is None:
+            query = "MATCH (r:MergeRecord {tenant: $t, memory: $m})"
+        else:
+            query = "UNWIND $ids AS id MATCH (r:MergeRecord {tenant: $t, memory: $m, entity_id: id})"
+        records = self._read(
+            f"{query} RETURN r.record AS record ORDER BY r.id",
+            t=tenant,
+            m=memory,
+            ids=sorted(set(entity_ids)) if entity_ids is not None else None,
+        )
+        return [MergeRecord.model_validate_json(r["record"]) for r in records]
+
+    def get_merge_settings(self, tenant: str, memory: str) -> str | None:
+        records = self._read(
+            "MATCH (v:Version {tenant: $t, memory: $m, id: 'merge_records'}) RETURN v.fingerprint AS settings", t=tenant, m=memory
+        )
+        return records[0]["settings"] if records else None
+
+    def add_merge_exclusions(self, tenant: str, memory: str, exclusions: Sequence[MergeExclusion]) -> int:
+        rows = [{"id": e.id, "first": e.first, "second": e.second, "note": e.note} for e in exclusions]
+
+        def work(tx: ManagedTransaction) -> int:
+            created = tx.run(
+                "UNWIND $rows AS row MERGE (x:MergeExclusion {tenant: $t, memory: $m, id: row.id}) "
+                "ON CREATE SET x.first = row.first, x.second = row.second, x.note = row.note",
+                rows=rows,
+                t=tenant,
+                m=memory,
+            ).consume().counters.nodes_created
+            if created:
+                self._bump_version(tx, tenant, memory, "merge_exclusions")
+            return created
+
+        return self._write(work, "storing merge exclusions")
+
+    def delete_merge_exclusions(self, tenant: str, memory: str, exclusion_ids: Sequence[str]) -> int:
+        def work(tx: ManagedTransaction) -> int:
+            deleted = tx.run(
+                "UNWIND $ids AS id MATCH (x:MergeExclusion {tenant: $t, memory: $m, id: id}) DELETE x",
+                ids=sorted(set(exclusion_ids)),
+                t=tenant,
+                m=memory,
+            ).consume().counters.nodes_deleted
+            if deleted:
+                self._bump_version(tx, tenant, memory, "merge_exclusions")
+            return deleted
+
+        return self._write(work, "deleting merge exclusions")
+
+    def get_merge_exclusions(self, tenant: str, memory: str) -> list[MergeExclusion]:
+        records = self._read(
+            "MATCH (x:MergeExclusion {tenant: $t, memory: $m}) "
+            "RETURN x.id AS id, x.first AS first, x.second AS second, x.note AS note ORDER BY id",
+            t=tenant,
+            m=memory,
+        )
+        return [
+            MergeExclusion(id=r["id"], tenant=tenant, memory=memory, first=r["first"], second=r["second"], note=r["note"])
+            for r in records
+        ]

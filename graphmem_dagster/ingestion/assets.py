@@ -18,7 +18,7 @@ from dagster import (
 from graphmem_core import pipeline
 from graphmem_core.batches import BatchManifest, load_manifest
 from graphmem_core.embeddings import model_key
-from graphmem_core.models import Community, RejectedInput
+from graphmem_core.models import Community, ExtractionFailure, RejectedInput
 from graphmem_dagster.ingestion.checks import (
     check_community_coverage,
     check_embeddings,
@@ -57,6 +57,25 @@ def _rejections_table(rejected: list[RejectedInput]) -> str:
     if len(rejected) > _MAX_REJECTIONS_IN_TABLE:
         rows.append(f"| … | {len(rejected) - _MAX_REJECTIONS_IN_TABLE} more, see the run log |")
     return "\n".join(rows)
+
+
+def _failures_table(failures: list[ExtractionFailure]) -> str:
+    rows = ["| chunk | reason |", "| --- | --- |"]
+    rows += [f"| {_markdown_cell(f.chunk_id)} | {_markdown_cell(f.reason)} |" for f in failures[:_MAX_REJECTIONS_IN_TABLE]]
+    if len(failures) > _MAX_REJECTIONS_IN_TABLE:
+        rows.append(f"| … | {len(failures) - _MAX_REJECTIONS_IN_TABLE} more, see the run log |")
+    return "\n".join(rows)
+
+
+def _llm_usage_metadata(usage: pipeline.LLMUsageReport) -> dict[str, object]:
+    """Return a stage's LLM requests, cache hits, token usage and estimated cost as metadata entries."""
+    return {
+        "llm_requests": usage.requests,
+        "llm_cached_responses": usage.cached_responses,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "estimated_cost": round(usage.estimated_cost, 6),
+    }
 
 
 def _communities_table(communities: list[Community]) -> str:
@@ -148,17 +167,20 @@ def extracted_triples(context: AssetExecutionContext, graph_store: GraphStoreRes
     with graph_store.open() as store:
         report = pipeline.extract_batch(store, chosen, manifest.tenant, manifest.memory, manifest.batch_id)
 
-    return MaterializeResult(
-        metadata={
-            "extractor": chosen.cache_key,
-            "chunks": report.chunks,
-            "extracted": report.extracted,
-            "already_extracted": report.skipped,
-            "mentions": report.mentions,
-            "relations": report.relations,
-            "seconds": round(report.seconds, 3),
-        }
-    )
+    metadata: dict[str, object] = {
+        "extractor": chosen.cache_key,
+        "chunks": report.chunks,
+        "extracted": report.extracted,
+        "already_extracted": report.skipped,
+        "failed": report.failed,
+        "mentions": report.mentions,
+        "relations": report.relations,
+        **_llm_usage_metadata(report.llm),
+        "seconds": round(report.seconds, 3),
+    }
+    if report.failures:
+        metadata["failures"] = MetadataValue.md(_failures_table(report.failures))
+    return MaterializeResult(metadata=metadata)
 
 
 @asset(
@@ -207,27 +229,32 @@ def resolved_graph(
     kinds={"igraph"},
     check_specs=[AssetCheckSpec("membership_covers_graph", asset="communities", description="Every entity belongs to one community at every level.")],
 )
-def communities(context: AssetExecutionContext, graph_store: GraphStoreResource) -> MaterializeResult:
+def communities(context: AssetExecutionContext, graph_store: GraphStoreResource, extractor: ExtractorResource) -> MaterializeResult:
     """Leiden communities of the whole resolved graph on two or more levels, with extractive summaries.
 
-    Idempotent: Leiden runs with a fixed seed, so the same graph yields the same communities and ids.
+    When an LLM is configured (GRAPHMEM_LLM_MODEL), it also writes a summary text for each community
+    of two or more members. Idempotent: Leiden runs with a fixed seed, so the same graph yields the
+    same communities and ids, and LLM summaries come from the response cache on a rerun.
     """
     settings = graph_store.settings()
     manifest = _batch_manifest(context, graph_store)
+    summariser = extractor.get_summariser()
     with graph_store.open() as store:
-        report = pipeline.build_communities(store, manifest.tenant, manifest.memory, settings.community_seed)
+        report = pipeline.build_communities(store, manifest.tenant, manifest.memory, settings.community_seed, summariser=summariser)
         check = check_community_coverage(store, manifest.tenant, manifest.memory)
 
-    return MaterializeResult(
-        metadata={
-            "communities": report.communities,
-            "levels": report.levels,
-            "changed": report.changed,
-            "seconds": round(report.seconds, 3),
-            "largest_communities": MetadataValue.md(_communities_table(report.largest)),
-        },
-        check_results=[check],
-    )
+    metadata: dict[str, object] = {
+        "communities": report.communities,
+        "levels": report.levels,
+        "changed": report.changed,
+        "seconds": round(report.seconds, 3),
+        "largest_communities": MetadataValue.md(_communities_table(report.largest)),
+    }
+    if summariser is not None:
+        metadata["llm_summaries"] = report.llm_summaries
+        metadata["llm_summary_failures"] = report.llm_summary_failures
+        metadata.update(_llm_usage_metadata(report.llm))
+    return MaterializeResult(metadata=metadata, check_results=[check])
 
 
 ingestion_assets = [raw_documents, embeddings, extracted_triples, resolved_graph, communities]

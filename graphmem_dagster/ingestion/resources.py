@@ -7,6 +7,7 @@ Every field defaults to None, which means "use the environment variable or its d
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
@@ -16,6 +17,9 @@ from graphmem_core.extraction import get_extractor
 from graphmem_core.extraction.base import Extractor
 from graphmem_core.settings import Settings
 from graphmem_core.stores import GraphStore, open_store
+
+if TYPE_CHECKING:
+    from graphmem_core.llm.summaries import CommunitySummariser
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +99,36 @@ class EmbedderResource(ConfigurableResource):
 
 
 class ExtractorResource(ConfigurableResource):
-    """The extractor that finds entity mentions and relations in chunks."""
+    """The extractor that finds entity mentions and relations in chunks, and the LLM that summarises communities."""
 
     name: str | None = None
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_prompt_version: str | None = None
+
+    def settings(self) -> Settings:
+        """Return the effective settings: these fields over the environment over the defaults."""
+        return _settings_with(
+            {
+                "extractor": self.name,
+                "llm_base_url": self.llm_base_url,
+                "llm_model": self.llm_model,
+                "llm_prompt_version": self.llm_prompt_version,
+            }
+        )
 
     def get_extractor(self) -> Extractor:
         """Return the configured extractor, `name`, else GRAPHMEM_EXTRACTOR, else `fast`."""
-        return get_extractor(_settings_with({"extractor": self.name}).extractor)
+        settings = self.settings()
+        return get_extractor(settings.extractor, settings)
+
+    def get_summariser(self) -> "CommunitySummariser | None":
+        """Return an LLM community summariser when a model is configured (GRAPHMEM_LLM_MODEL), else None."""
+        settings = self.settings()
+        if not settings.llm_configured:
+            return None
+        # Imported here because openai and instructor take seconds to import and only LLM runs need them.
+        from graphmem_core.llm.client import LLMClient
+        from graphmem_core.llm.summaries import CommunitySummariser
+
+        return CommunitySummariser(LLMClient(settings))

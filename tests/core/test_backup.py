@@ -20,6 +20,7 @@ from graphmem_core.embeddings import Embedder
 from graphmem_core.errors import ConfigurationError, InvalidInputError, StoreError
 from graphmem_core.extraction import get_extractor
 from graphmem_core.models import Document
+from graphmem_core.resolution import make_exclusion
 from graphmem_core.settings import Settings
 from graphmem_core.stores.base import GraphStore
 from graphmem_core.stores.libsql_store import LibsqlGraphStore
@@ -96,6 +97,7 @@ def build_source_graph(home: Path, texts: list[tuple[str, str]], embedder: Embed
         ingest(store, embedder, home, write_inputs(home / "in-1", texts[FIRST_BATCH], empty_file=True), TENANT, MEMORY)
         ingest(store, embedder, home, write_inputs(home / "in-2", texts[SECOND_BATCH]), TENANT, MEMORY)
         extractor = get_extractor("fast")
+        store.add_merge_exclusions(TENANT, MEMORY, [make_exclusion(TENANT, MEMORY, "Alpha Example", "Beta Example", note="kept apart")])
         encoder = pipeline.cached_name_encoder(store, embedder, TENANT)
         pipeline.resolve_graph(store, extractor, TENANT, MEMORY, encoder, threshold=0.9)
         pipeline.build_communities(store, TENANT, MEMORY, seed=42)
@@ -135,6 +137,8 @@ class Snapshot:
     relations: list[dict]
     mention_links: list[dict]
     communities: list[dict]
+    merge_records: list[dict]
+    merge_exclusions: list[dict]
 
     @property
     def document_ids(self) -> set[str]:
@@ -167,6 +171,8 @@ def snapshot(store: GraphStore, tenant: str = TENANT, memory: str = MEMORY) -> S
             key=lambda link: (link["chunk_id"], link["start"], link["end"], link["entity_id"]),
         ),
         communities=[community.model_dump() for community in store.get_communities(tenant, memory)],
+        merge_records=[record.model_dump() for record in store.get_merge_records(tenant, memory)],
+        merge_exclusions=[exclusion.model_dump() for exclusion in store.get_merge_exclusions(tenant, memory)],
     )
 
 
@@ -187,6 +193,8 @@ def assert_same_namespace(actual: Snapshot, expected: Snapshot) -> None:
     assert actual.mention_links == expected.mention_links
     assert [c["id"] for c in actual.communities] == [c["id"] for c in expected.communities]
     assert actual.communities == expected.communities
+    assert actual.merge_records == expected.merge_records
+    assert actual.merge_exclusions == expected.merge_exclusions
 
 
 def backup_settings(source_home: Path, backup_file: Path) -> Settings:
@@ -194,6 +202,9 @@ def backup_settings(source_home: Path, backup_file: Path) -> Settings:
 
 
 def test_source_graph_is_complete(source):
+    assert source.get_merge_records(TENANT, MEMORY), "resolution should record its merges"
+    assert len(source.get_merge_exclusions(TENANT, MEMORY)) == 1
+
     expected = snapshot(source)
 
     assert len(expected.batches) == 2

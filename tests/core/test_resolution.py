@@ -12,10 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphmem_core import ids
+from graphmem_core import ids, pipeline
+from graphmem_core.entity_clustering import RULES, similar_pairs, similar_pairs_for
 from graphmem_core.errors import InvalidInputError
-from graphmem_core.models import EntityType, ExtractedRelation, ExtractionResult, Mention, ResolvedGraph
-from graphmem_core.resolution import MAX_EVIDENCE_PER_RELATION, fold_name, resolve_entities
+from graphmem_core.extraction import get_extractor
+from graphmem_core.models import Chunk, EntityType, ExtractedRelation, ExtractionResult, Mention, ResolvedGraph
+from graphmem_core.name_matching import NameForm, hard_conflict, is_derivational_variant
+from graphmem_core.resolution import (
+    MAX_EVIDENCE_PER_RELATION,
+    PriorResolution,
+    fold_name,
+    make_exclusion,
+    resolve,
+    resolve_entities,
+)
+from graphmem_core.stores.libsql_store import LibsqlGraphStore
 
 CORPORA = Path(__file__).resolve().parents[2].parent / "shared" / "corpora"
 
@@ -99,10 +110,14 @@ def test_different_types_stay_apart():
         )
     ]
     graph = resolve_entities("t", "m", results, embed=constant_embed, threshold=0.5)
+    type_of_surface = {"Apple Inc": ORG, "Apple Records": EntityType.PRODUCT}
 
-    assert sorted(entity.type for entity in graph.entities) == [ORG, EntityType.PRODUCT]
+    # "Apple Inc" and the ORGANIZATION "Apple" differ only in the legal form; the product stays apart.
+    assert sorted(entity.type for entity in graph.entities) == [ORG, EntityType.PRODUCT, EntityType.PRODUCT]
     for entity in graph.entities:
         assert not {"Apple Inc", "Apple Records"} <= {entity.name, *entity.aliases}
+        for surface in (entity.name, *entity.aliases):
+            assert type_of_surface.get(surface, entity.type) == entity.type
 
 
 def test_honorific_alias():
@@ -180,7 +195,7 @@ def test_different_first_names_never_merge():
     assert set(names_of(graph)) == {"John Smith", "Jane Smith"}
 
 
-def test_initial_merges_with_one_name_only():
+def test_ambiguous_initial_stays_apart():
     results = [
         make_result(
             "c1",
@@ -190,10 +205,15 @@ def test_initial_merges_with_one_name_only():
     ]
     graph = resolve_entities("t", "m", results, embed=last_token_embed, threshold=0.5)
 
-    assert len(graph.entities) == 2
-    merged = [entity for entity in graph.entities if entity.aliases]
-    assert len(merged) == 1
-    assert merged[0].aliases == ["J. Smith"]
+    # "J. Smith" fits both people, so it joins neither.
+    assert set(names_of(graph)) == {"John Smith", "Jane Smith", "J. Smith"}
+
+
+def test_unique_initial_merges():
+    results = [make_result("c1", "John Smith and J. Smith met.", [("John Smith", PERSON), ("J. Smith", PERSON)])]
+    graph = resolve_entities("t", "m", results, embed=None)
+
+    assert names_of(graph) == {"John Smith": ["J. Smith"]}
 
 
 def test_numbers_must_match():
@@ -203,23 +223,26 @@ def test_numbers_must_match():
     assert len(graph.entities) == 2
 
 
-def test_chain_merges_into_one_entity():
+def test_similarity_chain_stays_apart():
     # Unit vectors at 0, 18 and 36 degrees: neighbours have cosine 0.95, the ends only 0.81.
     angle = math.radians(18)
     table = {
-        "Acme": [1.0, 0.0],
-        "Acme Group": [math.cos(angle), math.sin(angle)],
-        "Acme Holdings": [math.cos(2 * angle), math.sin(2 * angle)],
+        "Contoso Systems": [1.0, 0.0],
+        "Contoso Sistems": [math.cos(angle), math.sin(angle)],
+        "Contoso Sistemas": [math.cos(2 * angle), math.sin(2 * angle)],
     }
 
     def chain_embed(names: list[str]) -> np.ndarray:
         return np.array([table[name] for name in names], dtype=np.float32)
 
-    results = [make_result("c1", "Acme, Acme Group, Acme Holdings", [("Acme", ORG), ("Acme Group", ORG), ("Acme Holdings", ORG)])]
+    text = "Contoso Systems, Contoso Sistems, Contoso Sistemas"
+    results = [make_result("c1", text, [(name, ORG) for name in table])]
     graph = resolve_entities("t", "m", results, embed=chain_embed, threshold=0.9)
 
-    assert len(graph.entities) == 1
-    assert graph.entities[0].mention_count == 3
+    # A ~ B and B ~ C, but A and C are not similar, so they may not join through B.
+    assert len(graph.entities) == 2
+    for entity in graph.entities:
+        assert not {"Contoso Systems", "Contoso Sistemas"} <= {entity.name, *entity.aliases}
 
 
 def test_alias_and_embedding_chain():
@@ -445,3 +468,254 @@ def test_real_names_at_scale():
     assert sum(entity.mention_count for entity in graph.entities) == 20_000
     assert {link.entity_id for link in graph.mention_links} == {entity.id for entity in graph.entities}
     assert elapsed < 30, f"resolving 20,000 mentions took {elapsed:.1f} s"
+
+
+# Graph-wide resolution: blocking, rules, merge records, exclusions and incremental runs
+
+LABELLED_PAIRS = Path(__file__).resolve().parents[1] / "data" / "resolution_pairs.jsonl"
+
+# The labelled set contains name spans only, never longer corpus text.
+MAX_LABELLED_NAME_CHARS = 80
+TENANT = "acme"
+MEMORY = "notes"
+
+
+def form(name: str, entity_type: EntityType = ORG) -> NameForm:
+    """Return the matching keys of one name written as `name`."""
+    return NameForm(key=fold_name(name), type=entity_type, surfaces=(name,))
+
+
+def members_of(graph: ResolvedGraph) -> list[set[str]]:
+    """Return the surface forms of each entity."""
+    return [{entity.name, *entity.aliases} for entity in graph.entities]
+
+
+def together(graph: ResolvedGraph, first: str, second: str) -> bool:
+    """Return whether two surface forms ended in one entity."""
+    return any({first, second} <= names for names in members_of(graph))
+
+
+def transcript_results(podcast_texts: list[tuple[str, str]], count: int) -> list[ExtractionResult]:
+    """Extract the first `count` podcast transcripts, one chunk per transcript."""
+    chunks = []
+    for _, text in podcast_texts[:count]:
+        document_id = ids.document_id(TENANT, MEMORY, text)
+        chunks.append(
+            Chunk(
+                id=ids.chunk_id(document_id, 0, len(text), text),
+                document_id=document_id,
+                tenant=TENANT,
+                memory=MEMORY,
+                index=0,
+                text=text,
+                start=0,
+                end=len(text),
+                token_count=0,
+                text_hash=ids.text_hash(text),
+            )
+        )
+    return get_extractor("fast").extract(chunks)
+
+
+def test_blocking_keys():
+    assert form("GPT-3", EntityType.PRODUCT).compact == form("GPT 3", EntityType.PRODUCT).compact == "gpt3"
+    assert form("1.5 million", EntityType.QUANTITY).compact != form("15 million", EntityType.QUANTITY).compact
+    assert form("role models", EntityType.CONCEPT).singular == form("role model", EntityType.CONCEPT).compact
+    assert form("GPUs", EntityType.PRODUCT).singular == "gpu"
+    assert form("physics", EntityType.CONCEPT).singular == ""
+    assert form("Apple Inc.").without_designator == "apple"
+    assert form("Stanford University").without_suffix == "stanford"
+    assert form("NASA").acronym == "nasa"
+    assert form("Nasa").acronym == ""
+    assert form("National Aeronautics and Space Administration").significant_initials == "nasa"
+    assert form("Dr. Jane Smith Jr.", PERSON).person_core == ("jane", "smith")
+    assert form("Fei Fei", PERSON).person_core == ("feifei",)
+
+
+def test_similarity_search_finds_neighbours():
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(300, 16)).astype(np.float32)
+    vectors[150] = vectors[10] + 0.01 * rng.normal(size=16)
+    vectors[299] = vectors[20] + 0.01 * rng.normal(size=16)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    every = {(first, second) for _, first, second in similar_pairs(vectors, 0.95)}
+    queried = {(first, second) for _, first, second in similar_pairs_for(vectors, [150, 299], 0.95)}
+
+    assert every == {(10, 150), (20, 299)}
+    assert queried == every
+
+
+def test_hard_conflicts():
+    assert hard_conflict(form("John Smith", PERSON), form("Jane Smith", PERSON)) == "full names differ"
+    assert hard_conflict(form("Windows 10", EntityType.PRODUCT), form("Windows 11", EntityType.PRODUCT)) == "numbers differ"
+    assert hard_conflict(form("Henry VII", PERSON), form("Henry VIII", PERSON)) == "numbers differ"
+    assert hard_conflict(form("10 million people", EntityType.QUANTITY), form("10 billion people", EntityType.QUANTITY)) == "numbers differ"
+    assert hard_conflict(form("Apple"), form("Apple", EntityType.PRODUCT)) is not None
+    assert hard_conflict(form("Kafka", EntityType.OTHER), form("Kafka", PERSON)) is None
+    assert hard_conflict(form("Kevin J. Scott", PERSON), form("Kevin Scott", PERSON)) is None
+    assert hard_conflict(form("C. Everett Koop", PERSON), form("Everett Koop", PERSON)) is None
+    assert hard_conflict(form("Li Fei-Fei", PERSON), form("Fei-Fei Li", PERSON)) is None
+    assert hard_conflict(form("Kim Il Sung", PERSON), form("Kim Il-sung", PERSON)) is None
+
+
+def test_derivational_variants_detected():
+    assert is_derivational_variant(form("electrical engineer", EntityType.CONCEPT), form("electrical engineering", EntityType.CONCEPT))
+    assert is_derivational_variant(form("synthetic biologist", EntityType.CONCEPT), form("synthetic biology", EntityType.CONCEPT))
+    assert is_derivational_variant(form("West Africa", EntityType.LOCATION), form("West African", EntityType.OTHER))
+    assert not is_derivational_variant(form("Harmoniser", EntityType.OTHER), form("Harmonizer", EntityType.OTHER))
+    assert not is_derivational_variant(form("Black Eye Peas", EntityType.OTHER), form("Black Eyed Peas", EntityType.OTHER))
+
+
+def test_alias_rules_merge():
+    results = [
+        make_result("c1", "GPT-3 and GPT3 and role models", [("GPT-3", EntityType.PRODUCT), ("GPT3", EntityType.PRODUCT), ("role models", EntityType.CONCEPT)]),
+        make_result("c2", "a role model at Stanford", [("role model", EntityType.CONCEPT), ("Stanford", ORG)]),
+        make_result("c3", "Stanford University and Fei-Fei Li", [("Stanford University", ORG), ("Fei-Fei Li", PERSON)]),
+        make_result("c4", "Li Fei-Fei and KEVIN SC and Kevin Scott", [("Li Fei-Fei", PERSON), ("KEVIN SC", PERSON), ("Kevin Scott", PERSON)]),
+    ]
+    graph = resolve_entities("t", "m", results, embed=None)
+
+    assert together(graph, "GPT-3", "GPT3")
+    assert together(graph, "role models", "role model")
+    assert together(graph, "Stanford", "Stanford University")
+    assert together(graph, "Fei-Fei Li", "Li Fei-Fei")
+    assert together(graph, "KEVIN SC", "Kevin Scott")
+
+
+def test_near_misses_stay_apart():
+    def constant_embed(names: list[str]) -> np.ndarray:
+        return np.ones((len(names), 4), dtype=np.float32) / 2.0
+
+    pairs = [
+        ("Microsoft", ORG, "Microsoft Research", ORG),
+        ("Mexico", EntityType.LOCATION, "New Mexico", EntityType.LOCATION),
+        ("GPT-3", EntityType.PRODUCT, "GPT-4", EntityType.PRODUCT),
+        ("computer scientist", EntityType.CONCEPT, "computer science", EntityType.CONCEPT),
+        ("John Smith", PERSON, "Jane Smith", PERSON),
+        ("Kevin Scott", PERSON, "Kevin Roose", PERSON),
+        ("D.C.", EntityType.LOCATION, "DC", EntityType.OTHER),
+    ]
+    results = [
+        make_result(f"c{index}", f"{first} and {second}", [(first, first_type), (second, second_type)])
+        for index, (first, first_type, second, second_type) in enumerate(pairs)
+    ]
+    results.append(make_result("c-kevin", "Kevin said hello to Kevin Roose and Kevin Scott", [("Kevin", PERSON), ("Kevin Roose", PERSON), ("Kevin Scott", PERSON)]))
+    graph = resolve_entities("t", "m", results, embed=constant_embed, threshold=0.5)
+
+    for first, _, second, _ in pairs:
+        assert not together(graph, first, second), (first, second)
+    assert not together(graph, "Kevin", "Kevin Scott")
+    assert not together(graph, "Kevin", "Kevin Roose")
+
+
+def test_merge_records_explain_merges():
+    results = [
+        make_result("c1", "Dr. Jane Smith joined NASA.", [("Dr. Jane Smith", PERSON), ("NASA", ORG)]),
+        make_result("c2", "Jane Smith left the National Aeronautics and Space Administration.", [("Jane Smith", PERSON), ("National Aeronautics and Space Administration", ORG)]),
+        make_result("c3", "Smith agreed.", [("Smith", PERSON)]),
+    ]
+    first = resolve("t", "m", results, embed=None)
+    entity_of_name = {name: entity.id for entity in first.graph.entities for name in (entity.name, *entity.aliases)}
+
+    assert {record.rule for record in first.merges} == {"title", "surname", "acronym"}
+    assert {record.rule for record in first.merges} <= set(RULES)
+    assert first.stats.merges_by_rule == {"acronym": 1, "surname": 1, "title": 1}
+    for record in first.merges:
+        assert record.entity_id == entity_of_name[record.first] == entity_of_name[record.second]
+        assert 0.0 <= record.score <= 1.0
+    assert resolve("t", "m", list(reversed(results)), embed=None).merges == first.merges
+
+
+def test_exclusion_keeps_names_apart():
+    results = [
+        make_result("c1", "Dr. Jane Smith spoke.", [("Dr. Jane Smith", PERSON)]),
+        make_result("c2", "Jane Smith left, and Smith agreed.", [("Jane Smith", PERSON), ("Smith", PERSON)]),
+    ]
+    exclusion = make_exclusion("t", "m", "SMITH", "Jane Smith", note="another Smith")
+
+    graph = resolve("t", "m", results, embed=None, exclusions=[exclusion]).graph
+
+    assert names_of(graph) == {"Dr. Jane Smith": ["Jane Smith"], "Smith": []}
+    with pytest.raises(InvalidInputError, match="fold to the same name"):
+        make_exclusion("t", "m", "Apple", "APPLE")
+
+
+def test_incremental_keeps_ids_and_equals_full(podcast_texts):
+    results = transcript_results(podcast_texts, 60)
+    first = resolve(TENANT, MEMORY, results[:40], embed=trigram_embed)
+    prior = PriorResolution(entities=first.graph.entities, mention_links=first.graph.mention_links, merges=first.merges)
+
+    incremental = resolve(TENANT, MEMORY, results, embed=trigram_embed, prior=prior, incremental=True)
+    full = resolve(TENANT, MEMORY, results, embed=trigram_embed, prior=prior)
+
+    assert incremental.stats.mode == "incremental"
+    assert 0 < incremental.stats.new_names < incremental.stats.names
+    assert {entity.id for entity in first.graph.entities} <= {entity.id for entity in incremental.graph.entities}
+    assert incremental.graph == full.graph
+    assert {record.id for record in first.merges} <= {record.id for record in incremental.merges}
+
+
+def test_incremental_without_prior_rejected():
+    with pytest.raises(InvalidInputError, match="incremental resolution needs the previous resolution"):
+        resolve("t", "m", [], embed=None, incremental=True)
+
+
+def entity_ids_of(store: LibsqlGraphStore, name: str) -> set[str]:
+    """Return the ids of the stored entities that have `name` as name or alias, ignoring case."""
+    key = fold_name(name)
+    return {entity.id for entity in store.get_entities(TENANT, MEMORY) if key in {fold_name(n) for n in (entity.name, *entity.aliases)}}
+
+
+def test_pipeline_incremental_then_undo(tmp_path: Path, podcast_texts):
+    store = LibsqlGraphStore(tmp_path / "graph.db")
+    extractor = get_extractor("fast")
+    results = transcript_results(podcast_texts, 40)
+    try:
+        store.upsert_extractions(TENANT, MEMORY, extractor.cache_key, results[:25])
+        first = pipeline.resolve_graph(store, extractor, TENANT, MEMORY, trigram_embed, 0.9)
+        assert (first.mode, first.changed) == ("full", True)
+        assert first.merges == len(store.get_merge_records(TENANT, MEMORY)) > 0
+
+        store.upsert_extractions(TENANT, MEMORY, extractor.cache_key, results[25:])
+        second = pipeline.resolve_graph(store, extractor, TENANT, MEMORY, trigram_embed, 0.9)
+        assert second.mode == "incremental"
+        assert 0 < second.new_names
+
+        record = next(record for record in store.get_merge_records(TENANT, MEMORY) if record.rule == "surname")
+        assert entity_ids_of(store, record.first) == entity_ids_of(store, record.second) == {record.entity_id}
+
+        pipeline.unmerge(store, TENANT, MEMORY, record.first, record.second, note="two people")
+        undone = pipeline.resolve_graph(store, extractor, TENANT, MEMORY, trigram_embed, 0.9)
+        assert undone.mode == "full"
+        assert entity_ids_of(store, record.first).isdisjoint(entity_ids_of(store, record.second))
+        assert record.id not in {stored.id for stored in store.get_merge_records(TENANT, MEMORY)}
+
+        assert pipeline.allow_merge(store, TENANT, MEMORY, record.first, record.second) is True
+        redone = pipeline.resolve_graph(store, extractor, TENANT, MEMORY, trigram_embed, 0.9)
+        assert redone.mode == "full"
+        assert entity_ids_of(store, record.first) == entity_ids_of(store, record.second) == {record.entity_id}
+        assert pipeline.resolve_graph(store, extractor, TENANT, MEMORY, trigram_embed, 0.9).changed is False
+    finally:
+        store.close()
+
+
+def load_labelled_pairs() -> list[dict[str, str]]:
+    """Read the labelled name pairs that benchmarks/resolution.py scores."""
+    return [json.loads(line) for line in LABELLED_PAIRS.read_text(encoding="utf-8").splitlines()]
+
+
+def test_labelled_pairs_well_formed():
+    pairs = load_labelled_pairs()
+
+    assert len(pairs) >= 300
+    assert {pair["label"] for pair in pairs} == {"same", "different"}
+    assert {pair["source"] for pair in pairs} == {"podcasts", "musique"}
+    assert len({pair["id"] for pair in pairs}) == len(pairs)
+    for pair in pairs:
+        assert set(pair) == {"id", "source", "category", "first", "first_type", "second", "second_type", "label", "note"}, pair["id"]
+        assert pair["first_type"] in {entity_type.value for entity_type in EntityType}, pair["id"]
+        assert pair["second_type"] in {entity_type.value for entity_type in EntityType}, pair["id"]
+        assert pair["note"].strip(), pair["id"]
+        assert 0 < len(pair["first"]) <= MAX_LABELLED_NAME_CHARS, pair["id"]
+        assert 0 < len(pair["second"]) <= MAX_LABELLED_NAME_CHARS, pair["id"]

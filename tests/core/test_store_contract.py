@@ -16,9 +16,12 @@ from graphmem_core.models import (
     Entity,
     EntityType,
     ExtractedRelation,
+    ExtractionFailure,
     ExtractionResult,
     Mention,
     MentionLink,
+    MergeExclusion,
+    MergeRecord,
     RejectedInput,
     Relation,
     RelationEvidence,
@@ -506,3 +509,168 @@ def test_delete_namespace_leaves_others(store: GraphStore):
     assert store.get_documents(TENANT, "other", [other.id]) == [other]
     assert store.graph_version(TENANT, MEMORY) > version
     assert store.replace_graph(TENANT, MEMORY, make_graph(["Ada Lovelace", "Charles Babbage"])) is True
+
+
+# LLM responses and extraction failures
+
+LLM_EXTRACTOR = "llm@1:test-model:1"
+
+
+def test_llm_responses_keep_first(store: GraphStore):
+    assert store.upsert_llm_responses(TENANT, {"key-a": '{"entities": []}', "key-b": '{"summary": "Résumé \u2014 ok"}'}) == 2
+    assert store.upsert_llm_responses(TENANT, {"key-a": '{"entities": ["changed"]}', "key-c": "{}"}) == 1
+
+    responses = store.get_llm_responses(TENANT, ["key-a", "key-b", "key-c", "key-missing"])
+
+    assert responses == {"key-a": '{"entities": []}', "key-b": '{"summary": "Résumé \u2014 ok"}', "key-c": "{}"}
+    assert store.get_llm_responses(TENANT, []) == {}
+
+
+def test_llm_responses_per_tenant(store: GraphStore):
+    store.upsert_llm_responses(TENANT, {"shared-key": "acme answer"})
+    store.upsert_llm_responses("rival", {"shared-key": "rival answer"})
+
+    store.delete_namespace(TENANT, MEMORY)
+
+    assert store.get_llm_responses(TENANT, ["shared-key"]) == {"shared-key": "acme answer"}
+    assert store.get_llm_responses("rival", ["shared-key"]) == {"shared-key": "rival answer"}
+
+
+def test_extraction_failures_replace_reason(store: GraphStore):
+    failures = [ExtractionFailure(chunk_id="chk_b", reason="HTTP 500"), ExtractionFailure(chunk_id="chk_a", reason="request timed out")]
+    store.record_extraction_failures(TENANT, MEMORY, LLM_EXTRACTOR, failures)
+    store.record_extraction_failures(TENANT, MEMORY, LLM_EXTRACTOR, [ExtractionFailure(chunk_id="chk_b", reason="invalid output")])
+
+    assert store.get_extraction_failures(TENANT, MEMORY, LLM_EXTRACTOR) == [
+        ExtractionFailure(chunk_id="chk_a", reason="request timed out"),
+        ExtractionFailure(chunk_id="chk_b", reason="invalid output"),
+    ]
+    assert store.get_extraction_failures(TENANT, MEMORY, LLM_EXTRACTOR, ["chk_b", "chk_z"]) == [
+        ExtractionFailure(chunk_id="chk_b", reason="invalid output")
+    ]
+    assert store.get_extraction_failures(TENANT, MEMORY, "fast@1") == []
+    assert store.get_extraction_failures(TENANT, "other", LLM_EXTRACTOR) == []
+
+
+def test_extraction_failures_cleared(store: GraphStore):
+    failures = [ExtractionFailure(chunk_id=f"chk_{index}", reason="HTTP 429") for index in range(3)]
+    store.record_extraction_failures(TENANT, MEMORY, LLM_EXTRACTOR, failures)
+    store.record_extraction_failures(TENANT, MEMORY, "llm@1:other-model:1", failures[:1])
+
+    assert store.clear_extraction_failures(TENANT, MEMORY, LLM_EXTRACTOR, ["chk_0", "chk_2", "chk_missing"]) == 2
+
+    assert store.get_extraction_failures(TENANT, MEMORY, LLM_EXTRACTOR) == [failures[1]]
+    assert store.get_extraction_failures(TENANT, MEMORY, "llm@1:other-model:1") == [failures[0]]
+    assert store.clear_extraction_failures(TENANT, MEMORY, LLM_EXTRACTOR, []) == 0
+
+
+def test_extraction_failures_deleted_with_documents(store: GraphStore):
+    kept, removed = make_document("Kept failing document."), make_document("Removed failing document.")
+    store.upsert_documents(TENANT, MEMORY, "batch-1", [kept, removed])
+    kept_chunks, removed_chunks = make_chunks(kept), make_chunks(removed)
+    store.upsert_chunks(TENANT, MEMORY, kept_chunks + removed_chunks)
+    failures = [ExtractionFailure(chunk_id=c.id, reason="HTTP 500") for c in kept_chunks + removed_chunks]
+    store.record_extraction_failures(TENANT, MEMORY, LLM_EXTRACTOR, failures)
+
+    store.delete_documents(TENANT, MEMORY, [removed.id])
+
+    assert [f.chunk_id for f in store.get_extraction_failures(TENANT, MEMORY, LLM_EXTRACTOR)] == sorted(c.id for c in kept_chunks)
+
+    store.delete_namespace(TENANT, MEMORY)
+
+    assert store.get_extraction_failures(TENANT, MEMORY, LLM_EXTRACTOR) == []
+
+
+# Merge records and exclusions of entity resolution
+
+
+def make_merge_record(entity: Entity, first: str, second: str, rule: str = "surname") -> MergeRecord:
+    return MergeRecord(
+        id=ids.make_id("mrg", TENANT, MEMORY, rule, first, second),
+        tenant=TENANT,
+        memory=MEMORY,
+        entity_id=entity.id,
+        first=first,
+        first_type=EntityType.PERSON,
+        second=second,
+        second_type=EntityType.PERSON,
+        rule=rule,
+        score=0.93,
+        features={"cosine": 0.93, "jaro_winkler": 0.91},
+    )
+
+
+def make_exclusion(first: str, second: str, note: str = "") -> MergeExclusion:
+    return MergeExclusion(id=ids.make_id("exc", TENANT, MEMORY, first, second), tenant=TENANT, memory=MEMORY, first=first, second=second, note=note)
+
+
+def test_merge_records_replace_and_read(store: GraphStore):
+    graph = make_graph(["Ada Lovelace", "Charles Babbage"])
+    ada, charles = graph.entities
+    records = [make_merge_record(ada, "Ada Lovelace", "Lovelace"), make_merge_record(charles, "Charles Babbage", "Babbage")]
+
+    store.replace_merge_records(TENANT, MEMORY, records, settings="settings-1")
+
+    assert store.get_merge_records(TENANT, MEMORY) == sorted(records, key=lambda r: r.id)
+    assert store.get_merge_records(TENANT, MEMORY, [ada.id]) == [records[0]]
+    assert store.get_merge_records(TENANT, MEMORY, ["ent_missing"]) == []
+    assert store.get_merge_settings(TENANT, MEMORY) == "settings-1"
+
+
+def test_merge_records_rewrite_is_noop(store: GraphStore):
+    ada = make_graph(["Ada Lovelace"]).entities[0]
+    records = [make_merge_record(ada, "Ada Lovelace", "Lovelace")]
+    store.replace_merge_records(TENANT, MEMORY, records, settings="settings-1")
+    version = store.graph_version(TENANT, MEMORY)
+
+    store.replace_merge_records(TENANT, MEMORY, records, settings="settings-1")
+    assert store.graph_version(TENANT, MEMORY) == version
+
+    replacement = [make_merge_record(ada, "Ada Lovelace", "Countess of Lovelace", rule="title")]
+    store.replace_merge_records(TENANT, MEMORY, replacement, settings="settings-2")
+    assert store.get_merge_records(TENANT, MEMORY) == replacement
+    assert store.get_merge_settings(TENANT, MEMORY) == "settings-2"
+    assert store.graph_version(TENANT, MEMORY) > version
+
+
+def test_merge_records_reject_stale_graph(store: GraphStore):
+    graph = make_graph(["Ada Lovelace"])
+    store.replace_graph(TENANT, MEMORY, graph)
+    version = store.content_version(TENANT, MEMORY, "graph")
+    store.replace_graph(TENANT, MEMORY, make_graph(["Grace Hopper"]))
+
+    with pytest.raises(ConcurrentUpdateError):
+        store.replace_merge_records(
+            TENANT, MEMORY, [make_merge_record(graph.entities[0], "Ada Lovelace", "Lovelace")], "settings-1", based_on=("graph", version)
+        )
+    assert store.get_merge_records(TENANT, MEMORY) == []
+    assert store.get_merge_settings(TENANT, MEMORY) is None
+
+
+def test_merge_exclusions_round_trip(store: GraphStore):
+    first, second = make_exclusion("John Smith", "J. Smith", note="two people"), make_exclusion("Acme", "Acme Group")
+    before = store.content_version(TENANT, MEMORY, "merge_exclusions")
+
+    assert store.add_merge_exclusions(TENANT, MEMORY, [first, second]) == 2
+    added = store.content_version(TENANT, MEMORY, "merge_exclusions")
+    assert added > before
+    assert store.add_merge_exclusions(TENANT, MEMORY, [first]) == 0
+    assert store.content_version(TENANT, MEMORY, "merge_exclusions") == added
+    assert store.get_merge_exclusions(TENANT, MEMORY) == sorted([first, second], key=lambda e: e.id)
+
+    assert store.delete_merge_exclusions(TENANT, MEMORY, [first.id, "exc_missing"]) == 1
+    assert store.get_merge_exclusions(TENANT, MEMORY) == [second]
+    assert store.content_version(TENANT, MEMORY, "merge_exclusions") > added
+    assert store.get_merge_exclusions("rival", MEMORY) == []
+
+
+def test_delete_namespace_clears_merges(store: GraphStore):
+    ada = make_graph(["Ada Lovelace"]).entities[0]
+    store.replace_merge_records(TENANT, MEMORY, [make_merge_record(ada, "Ada Lovelace", "Lovelace")], settings="settings-1")
+    store.add_merge_exclusions(TENANT, MEMORY, [make_exclusion("Ada Lovelace", "Ada Byron")])
+
+    store.delete_namespace(TENANT, MEMORY)
+
+    assert store.get_merge_records(TENANT, MEMORY) == []
+    assert store.get_merge_exclusions(TENANT, MEMORY) == []
+    assert store.get_merge_settings(TENANT, MEMORY) is None
