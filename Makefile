@@ -71,9 +71,11 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 	mkdir -p "$${GRAPHMEM_INBOX:-$(GRAPHMEM_HOME)/inbox}"
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1
 
-# Starts Neo4j, Kafka, Redis and PostgreSQL on 127.0.0.1 (installing what is missing), runs the
-# suite against them and stops them again, also when tests fail; exits with pytest's status.
+# Installs Chromium for the browser tests, then starts Neo4j, Kafka, Redis and PostgreSQL on
+# 127.0.0.1 (installing what is missing), runs the suite against them and stops them again, also
+# when tests fail; exits with pytest's status.
 test: install
+	scripts/services/chromium.sh install
 	scripts/services/with-services $(VENV)/bin/pytest
 
 # The same services for manual use; ports and passwords come from the environment (README).

@@ -469,6 +469,21 @@ def command_restore(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def command_serve(arguments: argparse.Namespace) -> int:
+    """Run the HTTP query service with uvicorn until interrupted."""
+    import uvicorn
+
+    from graphmem_service import create_app
+
+    # Settings and API keys are checked here, so a configuration error ends the command with its message.
+    app = create_app(Settings.from_env())
+    # The service logs its start, its stop and store failures at INFO and above, even without --verbose.
+    logging.getLogger("graphmem_service").setLevel(logging.INFO)
+    _print(f"starting the query service on http://{arguments.host}:{arguments.port} (stop it with Ctrl-C)")
+    uvicorn.run(app, host=arguments.host, port=arguments.port, log_level="info" if arguments.verbose else "warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `graphmem` command."""
     parser = argparse.ArgumentParser(prog="graphmem", description="Knowledge-graph memory for AI agents, built by Dagster assets.")
@@ -513,6 +528,11 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--replace", action="store_true", help="delete the namespace in the graph store first when it is not empty")
     add_namespace(restore)
     restore.set_defaults(handler=command_restore)
+
+    serve = subcommands.add_parser("serve", help="run the HTTP query service (settings and API keys from GRAPHMEM_* variables)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000)")
+    serve.set_defaults(handler=command_serve)
     return parser
 
 

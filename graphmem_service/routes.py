@@ -1,0 +1,260 @@
+"""Endpoints of the query service. Every /v1 route takes the tenant from the API key, never from the request."""
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import anyio
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from graphmem_core.errors import GraphmemError, InvalidInputError, RetryableError, StoreError
+from graphmem_core.query import QueryResult
+from graphmem_service.auth import ApiKey
+from graphmem_service.errors import ApiError
+from graphmem_service.request_input import (
+    authenticate,
+    authorize_memory,
+    check_id,
+    parse_json_body,
+    parse_query_parameters,
+    read_body,
+)
+from graphmem_service.schemas import (
+    DEFAULT_MODE,
+    EntityDetail,
+    EntityList,
+    EntitySearchParameters,
+    MemoryParameters,
+    QueryMode,
+    QueryRequest,
+    QueryResponse,
+    RankedChunk,
+)
+from graphmem_service.state import RETRY_AFTER_SECONDS, ServiceState
+from graphmem_service.svg import render_graph_svg
+
+logger = logging.getLogger(__name__)
+
+ResultT = TypeVar("ResultT")
+
+# Neighbours returned with one entity; a hub entity can have thousands.
+MAX_NEIGHBOURS = 50
+
+# The page loads only its own script and style sheet, talks only to this service, and shows the
+# graph as a blob: image.
+PAGE_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+# An SVG opened on its own is a document, so it gets no scripts and no outside resources.
+SVG_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
+
+
+def service_state(request: Request) -> ServiceState:
+    """Return the state that `create_app` attached to the application."""
+    return request.app.state.service
+
+
+def model_response(model: BaseModel, status_code: int = 200) -> Response:
+    """Serialise a Pydantic model with its own JSON encoder."""
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
+async def call_store(function: Callable[[], ResultT]) -> ResultT:
+    """Run blocking store work in a worker thread and turn store failures into 503."""
+    try:
+        return await anyio.to_thread.run_sync(function, abandon_on_cancel=True)
+    except (StoreError, RetryableError) as error:
+        logger.error("graph store call failed: %s: %s", type(error).__name__, error)
+        raise ApiError(
+            503, "store_unavailable", "the graph store request failed: retry later", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        ) from error
+
+
+async def run_query(state: ServiceState, key: ApiKey, parameters: QueryRequest) -> tuple[QueryResult, float]:
+    """Run a query for the key's tenant in a worker thread; return the result and the milliseconds it waited for a thread."""
+    authorize_memory(key, parameters.memory)
+    if not state.accepts_mode and parameters.mode != DEFAULT_MODE:
+        raise ApiError(422, "invalid_request", f"mode {parameters.mode!r} is not available in this release of the query engine: use {DEFAULT_MODE}", field="mode")
+    engine = state.require_engine()
+    arguments: dict[str, object] = {"top_k": parameters.top_k, "hops": parameters.hops}
+    if state.accepts_mode:
+        arguments["mode"] = QueryMode(parameters.mode)
+    submitted = time.perf_counter()
+
+    def query() -> tuple[QueryResult, float]:
+        started = time.perf_counter()
+        result = engine.query(key.tenant, parameters.memory, parameters.query, **arguments)
+        state.metrics.record_query(parameters.mode, result.cached, time.perf_counter() - started)
+        return result, (started - submitted) * 1000
+
+    try:
+        return await call_store(query)
+    except InvalidInputError as error:
+        raise ApiError(422, "invalid_request", str(error), field="query") from None
+    except GraphmemError as error:
+        logger.error("query in %s/%s failed: %s: %s", key.tenant, parameters.memory, type(error).__name__, error)
+        raise ApiError(500, "query_failed", "the query failed inside the service: retry later or report it with the time of the request") from error
+
+
+def mode_of(result: QueryResult, requested: str) -> str:
+    """Return the mode the engine reports in its result, or the requested one for an engine without modes."""
+    mode = getattr(result, "mode", None)
+    if mode is None:
+        return requested
+    return str(getattr(mode, "value", mode))
+
+
+def query_response(result: QueryResult, parameters: QueryRequest, queued_ms: float) -> QueryResponse:
+    """Build the API response of a query result."""
+    chunks = [
+        RankedChunk(
+            rank=rank,
+            score=hit.score,
+            chunk_id=hit.chunk.id,
+            document_id=hit.chunk.document_id,
+            document_title=hit.document_title,
+            index=hit.chunk.index,
+            start=hit.chunk.start,
+            end=hit.chunk.end,
+            text=hit.chunk.text,
+        )
+        for rank, hit in enumerate(result.chunks, start=1)
+    ]
+    return QueryResponse(
+        query=result.query,
+        memory=parameters.memory,
+        mode=mode_of(result, parameters.mode),
+        chunks=chunks,
+        entities=result.entities,
+        relations=result.relations,
+        communities=result.communities,
+        timings_ms={"queue": queued_ms, **result.timings_ms},
+        cached=result.cached,
+    )
+
+
+async def post_query(request: Request) -> Response:
+    """POST /v1/query: ranked chunks, entities, relations and communities for a question."""
+    state = service_state(request)
+    key = authenticate(request, state.keys)
+    body = await read_body(request, state.settings.service_max_body_bytes)
+    parameters = parse_json_body(body, QueryRequest)
+    result, queued_ms = await run_query(state, key, parameters)
+    return model_response(query_response(result, parameters, queued_ms))
+
+
+async def get_graph_svg(request: Request) -> Response:
+    """GET /v1/graph.svg: the entity neighbourhood of a query's top chunks as an SVG drawing."""
+    state = service_state(request)
+    key = authenticate(request, state.keys)
+    parameters = parse_query_parameters(request, QueryRequest)
+    result, _ = await run_query(state, key, parameters)
+    svg = render_graph_svg(result.entities, result.relations, title=f"Entities around the top chunks for: {parameters.query}")
+    return Response(svg, media_type="image/svg+xml", headers={"Content-Security-Policy": SVG_SECURITY_POLICY})
+
+
+def _not_found(kind: str, object_id: str, memory: str) -> ApiError:
+    return ApiError(
+        404, "not_found", f"{kind} {object_id!r} not found in memory {memory!r} of this API key's tenant: take ids from query results", field=f"{kind}_id"
+    )
+
+
+async def get_entity(request: Request) -> Response:
+    """GET /v1/entities/{entity_id}: one entity with its direct neighbours."""
+    state = service_state(request)
+    key = authenticate(request, state.keys)
+    entity_id = check_id("entity", request.path_params["entity_id"])
+    memory = parse_query_parameters(request, MemoryParameters).memory
+    authorize_memory(key, memory)
+    store = state.require_store()
+
+    def read() -> EntityDetail | None:
+        found = store.get_entities(key.tenant, memory, [entity_id])
+        if not found:
+            return None
+        around = store.neighbourhood(key.tenant, memory, [entity_id], hops=1, limit=MAX_NEIGHBOURS + 1)
+        neighbours = [entity for entity in around.entities if entity.id != entity_id]
+        return EntityDetail(entity=found[0], neighbours=neighbours, relations=around.relations)
+
+    detail = await call_store(read)
+    if detail is None:
+        raise _not_found("entity", entity_id, memory)
+    return model_response(detail)
+
+
+async def find_entities(request: Request) -> Response:
+    """GET /v1/entities?name=...: entities whose name or alias matches, exact matches first."""
+    state = service_state(request)
+    key = authenticate(request, state.keys)
+    parameters = parse_query_parameters(request, EntitySearchParameters)
+    authorize_memory(key, parameters.memory)
+    store = state.require_store()
+
+    entities = await call_store(lambda: store.find_entities(key.tenant, parameters.memory, parameters.name, limit=parameters.limit))
+    return model_response(EntityList(entities=entities))
+
+
+async def get_community(request: Request) -> Response:
+    """GET /v1/communities/{community_id}: one community with its members and summary."""
+    state = service_state(request)
+    key = authenticate(request, state.keys)
+    community_id = check_id("community", request.path_params["community_id"])
+    memory = parse_query_parameters(request, MemoryParameters).memory
+    authorize_memory(key, memory)
+    store = state.require_store()
+
+    # NOTE: the store has no lookup by community id, so this reads every community of the memory.
+    # A memory of a few thousand documents has thousands of them.
+    communities = await call_store(lambda: store.get_communities(key.tenant, memory))
+    for community in communities:
+        if community.id == community_id:
+            return model_response(community)
+    raise _not_found("community", community_id, memory)
+
+
+async def get_document(request: Request) -> Response:
+    """GET /v1/documents/{document_id}: one stored document with its text."""
+    state = service_state(request)
+    key = authenticate(request, state.keys)
+    document_id = check_id("document", request.path_params["document_id"])
+    memory = parse_query_parameters(request, MemoryParameters).memory
+    authorize_memory(key, memory)
+    store = state.require_store()
+
+    documents = await call_store(lambda: store.get_documents(key.tenant, memory, [document_id]))
+    if not documents:
+        raise _not_found("document", document_id, memory)
+    return model_response(documents[0])
+
+
+async def healthz(request: Request) -> Response:
+    """GET /healthz: the process is up and serving."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """GET /readyz: 200 when the store and the cache respond, else 503 naming the failing part."""
+    checks = await service_state(request).readiness()
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    """GET /metrics: every metric in the Prometheus text format."""
+    body, content_type = service_state(request).metrics.render()
+    return Response(body, headers={"Content-Type": content_type})
+
+
+async def openapi_document(request: Request) -> Response:
+    """GET /openapi.json: the OpenAPI 3.1 description of this API."""
+    return JSONResponse(request.app.state.openapi)
+
+
+async def page(request: Request) -> Response:
+    """GET /: the search page, which requests the API key in a form field and sends it from script as a bearer token."""
+    return FileResponse(request.app.state.static_folder / "index.html", headers={"Content-Security-Policy": PAGE_SECURITY_POLICY})
