@@ -242,10 +242,10 @@ class Community(_Frozen):
 
 
 class ChunkHit(_Frozen):
-    """A chunk returned by vector search with its cosine similarity to the query."""
+    """A chunk returned by a search with its score for the query."""
 
     chunk: Chunk
-    score: float
+    score: float = Field(description="Cosine similarity from a store's vector search and the naive mode; a rank score in the graph query modes.")
     document_title: str | None = None
 
 

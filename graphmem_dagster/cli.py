@@ -341,7 +341,7 @@ def command_query(arguments: argparse.Namespace) -> int:
         cache = open_cache(settings)
         try:
             engine = QueryEngine(store, embedder, cache)
-            result = engine.query(tenant, memory, arguments.text, top_k=arguments.top_k, hops=arguments.hops)
+            result = engine.query(tenant, memory, arguments.text, top_k=arguments.top_k, hops=arguments.hops, mode=arguments.mode)
         finally:
             cache.close()
 
@@ -354,7 +354,7 @@ def command_query(arguments: argparse.Namespace) -> int:
 
 def _print_query_result(result) -> None:
     names = {entity.id: entity.name for entity in result.entities}
-    print(f"Query: {result.query}\n")
+    print(f"Query: {result.query} (mode {result.mode.value})\n")
     print("Top chunks:")
     for rank, hit in enumerate(result.chunks, start=1):
         title = hit.document_title or hit.chunk.document_id
@@ -505,6 +505,11 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("text", help="the question or text to search for")
     query.add_argument("--top-k", type=int, default=5, help="chunks to return (1 to 100, default 5)")
     query.add_argument("--hops", type=int, default=1, help="relation hops around the matched entities (0 to 3, default 1)")
+    query.add_argument(
+        "--mode",
+        default="hybrid",
+        help="retrieval mode: naive (vector search), local (entity graph), global (community summaries) or hybrid (default)",
+    )
     query.add_argument("--json", action="store_true", help="print the full result as JSON")
     add_namespace(query)
     query.set_defaults(handler=command_query)
