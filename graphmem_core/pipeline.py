@@ -444,6 +444,21 @@ def build_communities(
     return report
 
 
+def store_summary_vectors(store: GraphStore, embedder: Embedder, tenant: str, memory: str) -> int:
+    """Encode and store the vectors of the community summaries that global ranking compares with queries.
+
+    Vectors are cached by text hash, so a rerun encodes only new summaries. Returns how many texts
+    the namespace's communities have. Doing this at ingestion spares the first global or hybrid
+    query of every process from encoding all summaries.
+    """
+    from graphmem_core.query_graph import summary_texts
+
+    texts = summary_texts(store.get_communities(tenant, memory))
+    if texts:
+        cached_name_encoder(store, embedder, tenant)(texts)
+    return len(texts)
+
+
 def _retry_on_concurrent_update(action: str, attempt: Callable[[], _Result]) -> _Result:
     """Run `attempt` again while another run changes its input between its read and its write."""
     for number in range(1, CONCURRENT_UPDATE_ATTEMPTS):

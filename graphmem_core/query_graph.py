@@ -111,9 +111,9 @@ class NamespaceGraph:
 
     def community_vectors(self, encode_texts: EncodeFunction) -> np.ndarray:
         """Return one unit-norm summary vector per community, encoding the summaries on the first call."""
-        # NOTE: ingestion stores no summary vectors, so each process encodes them on its first global or
-        # hybrid query of a graph version: 3.8 s for the 156 summaries of 300 podcast transcripts on 2
-        # CPU cores. `encode_texts` reads vectors stored under each summary text's hash first.
+        # The `communities` asset stores these vectors (`pipeline.store_summary_vectors`), and
+        # `encode_texts` reads stored vectors under each text's hash first. Without them, such as
+        # after `build_communities` alone, the first global or hybrid query encodes the summaries.
         with self._lock:
             if self._community_vectors is None:
                 started = time.perf_counter()
@@ -121,6 +121,11 @@ class NamespaceGraph:
                 self._community_vectors = _unit_rows(encode_texts(texts), len(texts))
                 logger.info("encoded the summaries of %d communities in %.2f s", len(texts), time.perf_counter() - started)
             return self._community_vectors
+
+
+def summary_texts(communities: Sequence[Community]) -> list[str]:
+    """Return the summary texts of the communities that global ranking compares with queries."""
+    return [community_text(community) for community in _summary_communities(list(communities))]
 
 
 def community_text(community: Community) -> str:

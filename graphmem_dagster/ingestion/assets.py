@@ -229,11 +229,13 @@ def resolved_graph(
     kinds={"igraph"},
     check_specs=[AssetCheckSpec("membership_covers_graph", asset="communities", description="Every entity belongs to one community at every level.")],
 )
-def communities(context: AssetExecutionContext, graph_store: GraphStoreResource, extractor: ExtractorResource) -> MaterializeResult:
+def communities(
+    context: AssetExecutionContext, graph_store: GraphStoreResource, embedder: EmbedderResource, extractor: ExtractorResource
+) -> MaterializeResult:
     """Leiden communities of the whole resolved graph on two or more levels, with extractive summaries.
 
     When an LLM is configured (GRAPHMEM_LLM_MODEL), it also writes a summary text for each community
-    of two or more members. Idempotent: Leiden runs with a fixed seed, so the same graph yields the
+    of two or more members. The summaries' vectors are stored for the global and hybrid query modes. Idempotent: Leiden runs with a fixed seed, so the same graph yields the
     same communities and ids, and LLM summaries come from the response cache on a rerun.
     """
     settings = graph_store.settings()
@@ -241,6 +243,7 @@ def communities(context: AssetExecutionContext, graph_store: GraphStoreResource,
     summariser = extractor.get_summariser()
     with graph_store.open() as store:
         report = pipeline.build_communities(store, manifest.tenant, manifest.memory, settings.community_seed, summariser=summariser)
+        summary_vectors = pipeline.store_summary_vectors(store, embedder.get_embedder(), manifest.tenant, manifest.memory)
         check = check_community_coverage(store, manifest.tenant, manifest.memory)
 
     metadata: dict[str, object] = {
@@ -248,6 +251,7 @@ def communities(context: AssetExecutionContext, graph_store: GraphStoreResource,
         "levels": report.levels,
         "changed": report.changed,
         "seconds": round(report.seconds, 3),
+        "summary_vectors": summary_vectors,
         "largest_communities": MetadataValue.md(_communities_table(report.largest)),
     }
     if summariser is not None:

@@ -182,3 +182,17 @@ def test_resolve_retries_after_concurrent_write(store, embedder, inputs: Path, t
     assert len(calls) >= 2
     assert report.changed is True
     assert "Zyxwv Quartz" in {e.name for e in store.get_entities(TENANT, MEMORY)}
+
+
+def test_summary_vectors_stored_for_global_ranking(store, embedder, inputs: Path, tmp_path: Path):
+    from graphmem_core.ids import text_hash
+    from graphmem_core.query_graph import summary_texts
+
+    run_all(store, embedder, tmp_path / "batches", inputs)
+
+    count = pipeline.store_summary_vectors(store, embedder, TENANT, MEMORY)
+
+    texts = summary_texts(store.get_communities(TENANT, MEMORY))
+    stored = store.get_embeddings(TENANT, model_key(embedder.model_name), [text_hash(text) for text in texts])
+    assert count == len(texts) > 0
+    assert len(stored) == len(set(texts))
