@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 import igraph
 import numpy as np
+from scipy import sparse
 
 from graphmem_core.errors import InvalidInputError
 
@@ -17,13 +18,59 @@ from graphmem_core.errors import InvalidInputError
 # recall@5 74.6 with it, 73.2 with 0.7 and 68.8 with 0.5.
 DEFAULT_DAMPING = 0.85
 
+# Power iteration stops when the scores move by less than this in L1 norm between two steps. The
+# error after stopping is at most this times damping / (1 - damping), far below the score gaps that
+# decide a ranking.
+TOLERANCE = 1e-9
 
-def personalized_pagerank(graph: igraph.Graph, seeds: Mapping[int, float], damping: float = DEFAULT_DAMPING) -> np.ndarray:
+# A bound on the steps; with damping 0.85 the tolerance is reached after about 130.
+MAX_ITERATIONS = 500
+
+
+class TransitionMatrix:
+    """The random-walk transition matrix of an undirected weighted graph, built once and reused per query.
+
+    igraph's solver rebuilds its matrix on every call, which cost about 100 ms per query on a graph of
+    18,000 vertices. A prebuilt sparse matrix makes each power-iteration step one sparse product.
+    """
+
+    def __init__(self, graph: igraph.Graph) -> None:
+        self.vertex_count = graph.vcount()
+        edges = np.asarray(graph.get_edgelist(), dtype=np.int64).reshape(-1, 2)
+        weights = np.asarray(graph.es["weight"], dtype=np.float64) if "weight" in graph.es.attributes() else np.ones(len(edges))
+        rows = np.concatenate([edges[:, 0], edges[:, 1]])
+        columns = np.concatenate([edges[:, 1], edges[:, 0]])
+        values = np.concatenate([weights, weights])
+        adjacency = sparse.csr_matrix((values, (rows, columns)), shape=(self.vertex_count, self.vertex_count))
+        strength = np.asarray(adjacency.sum(axis=1)).ravel()
+        self.dangling = strength <= 0.0
+        inverse = np.divide(1.0, strength, out=np.zeros_like(strength), where=~self.dangling)
+        # Column-stochastic for the non-dangling vertices: step(p) = transposed_walk @ p.
+        self.transposed_walk = (sparse.diags(inverse) @ adjacency).T.tocsr()
+
+    def personalized_pagerank(self, reset: np.ndarray, damping: float) -> np.ndarray:
+        """Return the stationary distribution of the walk that restarts at `reset` (which sums to 1)."""
+        scores = reset.copy()
+        for _ in range(MAX_ITERATIONS):
+            # A walker at a vertex without edges restarts at the seeds, as in igraph.
+            stuck = float(scores[self.dangling].sum())
+            following = damping * (self.transposed_walk @ scores) + (damping * stuck + 1.0 - damping) * reset
+            change = float(np.abs(following - scores).sum())
+            scores = following
+            if change < TOLERANCE:
+                break
+        return scores
+
+
+def personalized_pagerank(
+    graph: igraph.Graph, seeds: Mapping[int, float], damping: float = DEFAULT_DAMPING, transition: TransitionMatrix | None = None
+) -> np.ndarray:
     """Return the personalised PageRank of every vertex for a restart distribution over `seeds`.
 
     `seeds` maps vertex indices to non-negative weights, which are normalised to sum to 1. Edge
     weights come from the `weight` edge attribute when the graph has one. The result sums to 1 over
-    the vertices, or is all zeros when no seed has a positive weight.
+    the vertices, or is all zeros when no seed has a positive weight. Pass the graph's
+    `TransitionMatrix` to skip building it on every call.
     """
     if not 0.0 <= damping < 1.0:
         raise InvalidInputError(f"damping={damping} is out of range: use a probability in [0, 1)")
@@ -41,6 +88,8 @@ def personalized_pagerank(graph: igraph.Graph, seeds: Mapping[int, float], dampi
     if total <= 0.0:
         return np.zeros(vertex_count, dtype=np.float64)
 
-    weights = "weight" if "weight" in graph.es.attributes() else None
-    scores = graph.personalized_pagerank(directed=False, damping=damping, reset=(reset / total).tolist(), weights=weights)
-    return np.asarray(scores, dtype=np.float64)
+    if transition is None:
+        transition = TransitionMatrix(graph)
+    elif transition.vertex_count != vertex_count:
+        raise InvalidInputError(f"the transition matrix has {transition.vertex_count} vertices, the graph {vertex_count}: build it from this graph")
+    return transition.personalized_pagerank(reset / total, damping)

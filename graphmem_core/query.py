@@ -368,7 +368,9 @@ class QueryEngine:
         """Run PPR from the query's entities and the top chunks; return the mass of every entity and every chunk."""
         entity_seeds = graph_ranking.link_query_entities(graph, name_vectors)
         chunk_seeds = graph_ranking.chunk_seed_weights(graph, hits)
-        mass = personalized_pagerank(graph.graph, graph_ranking.restart_distribution(entity_seeds, chunk_seeds))
+        mass = personalized_pagerank(
+            graph.graph, graph_ranking.restart_distribution(entity_seeds, chunk_seeds), transition=graph.transition
+        )
         return mass[: graph.entity_count], mass[graph.entity_count :]
 
     def _add_cosine(self, tenant: str, model: str, graph: NamespaceGraph, vector: np.ndarray, rows: list[int], cosine: dict[int, float]) -> None:

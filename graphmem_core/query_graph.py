@@ -23,6 +23,7 @@ import numpy as np
 from graphmem_core.errors import ConfigurationError
 from graphmem_core.ids import text_hash
 from graphmem_core.models import Community, Entity
+from graphmem_core.ppr import TransitionMatrix
 from graphmem_core.stores.base import GraphStore
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class NamespaceGraph:
         self.entity_chunk_count = np.bincount(self.mention_entity, minlength=len(entities)).astype(np.float64)
 
         self.graph = _build_graph(len(entities), len(chunk_ids), pairs, self.mention_count, relation_weights)
+        self.transition = TransitionMatrix(self.graph)
         # Weighted degree of each entity vertex. A random walk on an undirected graph visits vertices in
         # proportion to it in the long run, so PPR mass divided by it ranks entities without favouring hubs.
         self.entity_strength = np.asarray(self.graph.strength(range(len(entities)), weights="weight"), dtype=np.float64)

@@ -15,7 +15,7 @@ from graphmem_core.embeddings import model_key
 from graphmem_core.errors import InvalidInputError
 from graphmem_core.extraction import get_extractor
 from graphmem_core.graph_ranking import CHUNK_SEED_SHARE, restart_distribution
-from graphmem_core.ppr import DEFAULT_DAMPING, personalized_pagerank
+from graphmem_core.ppr import DEFAULT_DAMPING, TransitionMatrix, personalized_pagerank
 from graphmem_core.query import QueryEngine, QueryMode, QueryResult
 from graphmem_core.query_graph import GraphCache
 from graphmem_core.stores.libsql_store import LibsqlGraphStore
@@ -281,3 +281,27 @@ def test_restart_shares_between_groups():
     assert chunks_only == pytest.approx({10: 0.25, 11: 0.75})
     assert restart_distribution({}, {}) == {}
     assert np.isclose(sum(restart_distribution({0: 1.0}, {}).values()), 1.0)
+
+
+def test_ppr_power_iteration_matches_igraph():
+    rng = np.random.default_rng(3)
+    edges = [(int(a), int(b)) for a, b in rng.integers(0, 300, size=(900, 2)) if a != b]
+    graph = igraph.Graph(n=301, edges=edges)  # vertex 300 has no edges
+    graph.es["weight"] = rng.uniform(0.5, 3.0, graph.ecount()).tolist()
+    seeds = {1: 1.0, 17: 0.5, 300: 2.0}
+    reset = np.zeros(301)
+    for vertex, weight in seeds.items():
+        reset[vertex] = weight
+
+    expected = graph.personalized_pagerank(directed=False, damping=DEFAULT_DAMPING, reset=(reset / reset.sum()).tolist(), weights="weight")
+    actual = personalized_pagerank(graph, seeds, transition=TransitionMatrix(graph))
+
+    np.testing.assert_allclose(actual, expected, atol=1e-9)
+    assert actual.sum() == pytest.approx(1.0)
+
+
+def test_ppr_transition_of_other_graph_rejected():
+    small, large = igraph.Graph(n=3, edges=[(0, 1)]), igraph.Graph(n=5, edges=[(0, 1)])
+
+    with pytest.raises(InvalidInputError, match="transition matrix has 3 vertices, the graph 5"):
+        personalized_pagerank(large, {0: 1.0}, transition=TransitionMatrix(small))
