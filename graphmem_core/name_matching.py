@@ -2,7 +2,7 @@
 
 A `NameForm` contains every key derived from one folded name: its tokens, a compact spelling key,
 the person core without titles, its numbers, initials and a singular form. Resolution groups names by
-these keys (blocking) and compares only names that share one. The hard conflicts here say when two
+these keys (blocking) and compares only names that share one. The hard conflicts here decide when two
 names can never be one entity, whatever else matches: incompatible types, different numbers, full
 person names whose given names or surnames differ, and merges a user excluded.
 """

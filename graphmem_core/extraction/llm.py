@@ -2,10 +2,9 @@
 
 The model responds with entities (name, type from the configured list, description, aliases) and
 relations between entity names (type, description, confidence, optional validity dates), validated
-by Pydantic. `to_extraction_result` turns that output into the `Extractor` contract: every
-case-insensitive, whole-word occurrence of an entity's name or alias in the chunk becomes a mention,
-and each relation links the closest pair of its endpoints' mentions within the sentences that
-contain them. Entities that relations name but the entity list lacks are added with type OTHER, and
+by Pydantic. `to_extraction_result` turns that output into the `Extractor` contract. Every
+case-insensitive, whole-word occurrence of an entity's name or alias in the chunk becomes a mention.
+Each relation links the closest pair of its endpoints' mentions within the sentences that contain them. Entities that relations name but the entity list lacks are added with type OTHER, and
 whatever has no place in the text is listed in the result instead of being dropped silently.
 """
 
@@ -67,7 +66,7 @@ def build_response_model(entity_types: Sequence[str]) -> type[BaseModel]:
 
         name: str = Field(min_length=1, max_length=MAX_NAME_CHARS, description="The name as written in the passage.")
         type: type_choice = Field(description="The entity type.")  # type: ignore[valid-type]
-        description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS, description="What the passage says about the entity.")
+        description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS, description="What the passage states about the entity.")
         aliases: list[str] = Field(default_factory=list, description="Other names of the entity in the passage.")
 
     class Relation(BaseModel):

@@ -37,8 +37,8 @@ from graphmem_core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# Token counts are estimated before a request at about four characters per token, the usual rule
-# of thumb for English text; the response's usage replaces the estimate afterwards.
+# Token counts are estimated before a request at about four characters per token, a rough rule for
+# English text. The usage in the response replaces the estimate afterwards.
 CHARS_PER_TOKEN = 4
 
 # Completion tokens reserved for each request until its usage is known.

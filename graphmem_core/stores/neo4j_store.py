@@ -10,8 +10,8 @@ Graph model. Every node carries `tenant`, `memory` and `id`, unique together per
 
 Vectors are cached on `:Embedding` nodes by text hash and copied onto the chunks and entities
 that share that text, where one Neo4j vector index per model serves search. Every write is a
-batched `UNWIND … MERGE` in explicit transactions of `batch_size` rows, and every statement is
-parameterised and filtered by tenant and memory; labels and property names never come from input.
+batched `UNWIND` statement in explicit transactions of `batch_size` rows. Every statement is
+parameterised and filtered by tenant and memory, and labels and property names never come from input.
 """
 
 import json
@@ -79,7 +79,7 @@ def _batches(rows: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
 
 
 def vector_property(model: str) -> str:
-    """Return the node property that holds `model` vectors: a fixed prefix and a hash, never user text."""
+    """Return the name of the node property that contains `model` vectors: a fixed prefix and a hash, never user text."""
     return "vec_" + content_hash(model)[:16]
 
 
@@ -146,7 +146,9 @@ class Neo4jGraphStore(GraphStore):
                 time.sleep(delay)
             except Neo4jError as error:
                 self._driver.close()
-                raise StoreError(f"Neo4j at {self.uri} refused database {self.database!r}: {error.message}") from error
+                raise StoreError(
+                    f"Neo4j at {self.uri} rejected database {self.database!r}: {error.message}. Check GRAPHMEM_NEO4J_DATABASE"
+                ) from error
 
     def _translate(self, error: Exception, action: str) -> StoreError:
         if isinstance(error, (ServiceUnavailable, SessionExpired, TransientError)):
@@ -590,7 +592,7 @@ class Neo4jGraphStore(GraphStore):
             if len(hits) >= top_k or record["raw"] < candidates:
                 break
             if candidates >= _MAX_SEARCH_CANDIDATES:
-                logger.info("vector index of %s holds too few %s/%s chunks among its nearest; scanning the namespace", model, tenant, memory)
+                logger.info("too few %s/%s chunks among the nearest of the %s vector index, so the namespace is scanned instead", tenant, memory, model)
                 hits = self._exact_search(tenant, memory, model, vector, top_k)
                 break
             candidates = min(candidates * 8, _MAX_SEARCH_CANDIDATES)

@@ -10,7 +10,7 @@ GROUP = "backup"
 
 @asset(group_name=GROUP, kinds={"libsql"})
 def graph_backup(context: AssetExecutionContext, graph_store: GraphStoreResource) -> MaterializeResult:
-    """A copy of the configured namespace in the libSQL backup target (GRAPHMEM_BACKUP_URL, default HOME/backups/graph.db).
+    """Copy the configured namespace into the libSQL backup target (GRAPHMEM_BACKUP_URL, default HOME/backups/graph.db).
 
     Each materialisation replaces the previous backup of the namespace, so the backup contains the
     store's content at the time of the last run.

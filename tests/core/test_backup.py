@@ -24,7 +24,7 @@ from graphmem_core.resolution import make_exclusion
 from graphmem_core.settings import Settings
 from graphmem_core.stores.base import GraphStore
 from graphmem_core.stores.libsql_store import LibsqlGraphStore
-from tests.conftest import delete_neo4j_tenants, neo4j_password, service_url
+from tests.core.test_store_contract import BACKENDS, RESETS
 
 TENANT = "acme"
 MEMORY = "podcasts"
@@ -37,25 +37,7 @@ SECOND_BATCH = slice(4, 8)
 OTHER_NAMESPACE_BATCH = slice(8, 10)
 
 
-def open_libsql(folder: Path) -> GraphStore:
-    return LibsqlGraphStore(folder / "graph.db")
-
-
-def open_neo4j(folder: Path) -> GraphStore:
-    from graphmem_core.stores.neo4j_store import Neo4jGraphStore
-
-    return Neo4jGraphStore(service_url("neo4j"), user="neo4j", password=neo4j_password(), batch_size=500)
-
-
-def reset_neo4j() -> None:
-    delete_neo4j_tenants(TENANT)
-
-
-# Stores that a backup can be restored into; a new backend joins with one entry.
-BACKENDS = {"libsql": open_libsql, "neo4j": open_neo4j}
-RESETS = {"neo4j": reset_neo4j}
-
-
+# Restores run into every store of the contract suite, each emptied before the test.
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request) -> str:
     reset = RESETS.get(request.param)
