@@ -36,3 +36,15 @@ class ConcurrentUpdateError(RetryableStoreError):
 
 class ExtractionError(GraphmemError):
     """An extractor could not process some chunks; the message names them and the reasons."""
+
+
+class StreamError(GraphmemError):
+    """Reading from or writing to the message broker failed."""
+
+
+class BrokerUnavailableError(StreamError, RetryableError):
+    """No broker answered within the time limit; the same call may succeed once the broker is back."""
+
+
+class MissingOffsetsError(StreamError):
+    """Messages a batch names are no longer on the broker, for example deleted by the topic's retention."""

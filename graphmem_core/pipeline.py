@@ -8,7 +8,7 @@ functions and only add wiring and metadata.
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -92,6 +92,18 @@ class LLMUsageReport(BaseModel):
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             estimated_cost=estimated_cost,
+        )
+
+    @classmethod
+    def combine(cls, reports: Iterable["LLMUsageReport"]) -> "LLMUsageReport":
+        """Add up the counts and costs of several stages or namespaces."""
+        reports = list(reports)
+        return cls(
+            requests=sum(r.requests for r in reports),
+            cached_responses=sum(r.cached_responses for r in reports),
+            prompt_tokens=sum(r.prompt_tokens for r in reports),
+            completion_tokens=sum(r.completion_tokens for r in reports),
+            estimated_cost=sum(r.estimated_cost for r in reports),
         )
 
 

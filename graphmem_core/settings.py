@@ -18,6 +18,19 @@ DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 STORE_KINDS = ("libsql", "neo4j")
 CACHE_KINDS = ("memory", "redis")
 
+# A broker request shorter than 0.1 s fails on a loaded machine, and one longer than 10 minutes would
+# outlast Dagster's sensor tick.
+KAFKA_MIN_TIMEOUT_SECONDS = 0.1
+KAFKA_MAX_TIMEOUT_SECONDS = 600.0
+
+# Values of librdkafka's `compression.type` that the producer accepts.
+KAFKA_COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+# Where the sensor starts reading a partition that its cursor does not name yet.
+KAFKA_START_OFFSETS = ("earliest", "latest")
+# Kafka's own default for the largest record batch a broker accepts (`message.max.bytes`).
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+
 # instructor modes the LLM extractor supports: a forced tool call, or JSON content that follows a schema.
 LLM_MODES = ("tools", "json_schema")
 
@@ -156,6 +169,26 @@ class Settings(BaseModel):
     llm_price_per_1k_input: float = Field(default=0.0, description="GRAPHMEM_LLM_PRICE_PER_1K_INPUT: price of 1,000 prompt tokens, for the cost estimate.")
     llm_price_per_1k_output: float = Field(default=0.0, description="GRAPHMEM_LLM_PRICE_PER_1K_OUTPUT: price of 1,000 completion tokens, for the cost estimate.")
 
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", description="GRAPHMEM_KAFKA_BOOTSTRAP_SERVERS: comma-separated host:port list of brokers.")
+    kafka_raw_topic: str = Field(default="graphmem.ingest.raw", description="GRAPHMEM_KAFKA_RAW_TOPIC: topic of documents to ingest.")
+    kafka_dlq_topic: str = Field(default="graphmem.ingest.dlq", description="GRAPHMEM_KAFKA_DLQ_TOPIC: dead-letter topic for messages that cannot be ingested.")
+    kafka_raw_partitions: int = Field(default=6, description="GRAPHMEM_KAFKA_RAW_PARTITIONS: partitions of the raw topic when graphmem creates it.")
+    kafka_dlq_partitions: int = Field(default=1, description="GRAPHMEM_KAFKA_DLQ_PARTITIONS: partitions of the dead-letter topic when graphmem creates it.")
+    kafka_replication_factor: int = Field(default=1, description="GRAPHMEM_KAFKA_REPLICATION_FACTOR: replicas of each topic graphmem creates; use 3 on a production cluster.")
+    kafka_security_protocol: str = Field(default="PLAINTEXT", description="GRAPHMEM_KAFKA_SECURITY_PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    kafka_sasl_mechanism: str | None = Field(default=None, description="GRAPHMEM_KAFKA_SASL_MECHANISM: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, for the SASL protocols.")
+    kafka_sasl_username: str | None = Field(default=None, description="GRAPHMEM_KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="GRAPHMEM_KAFKA_SASL_PASSWORD")
+    kafka_consumer_group: str = Field(default="graphmem-ingest", description="GRAPHMEM_KAFKA_CONSUMER_GROUP: group whose committed offsets expose the sensor's lag to lag exporters and autoscalers.")
+    kafka_compression: str = Field(default="zstd", description="GRAPHMEM_KAFKA_COMPRESSION: compression of `graphmem produce`: none, gzip, snappy, lz4 or zstd.")
+    kafka_max_message_bytes: int = Field(default=KAFKA_DEFAULT_MAX_MESSAGE_BYTES, description="GRAPHMEM_KAFKA_MAX_MESSAGE_BYTES: largest message `graphmem produce` sends; match the topic's max.message.bytes.")
+    kafka_batch_max_messages: int = Field(default=500, description="GRAPHMEM_KAFKA_BATCH_MAX_MESSAGES: messages in one batch partition at most.")
+    kafka_batch_max_bytes: int = Field(default=16 * 1024 * 1024, description="GRAPHMEM_KAFKA_BATCH_MAX_BYTES: message bytes in one batch partition at most; a larger single message gets a batch of its own.")
+    kafka_max_batches_per_tick: int = Field(default=8, description="GRAPHMEM_KAFKA_MAX_BATCHES_PER_TICK: batch partitions one sensor tick creates at most; the rest wait for the next tick.")
+    kafka_start_offset: str = Field(default="earliest", description="GRAPHMEM_KAFKA_START_OFFSET: earliest or latest, where the sensor starts on a partition its cursor does not name.")
+    kafka_retained_batches: int = Field(default=1000, description="GRAPHMEM_KAFKA_RETAINED_BATCHES: materialised Kafka batch partitions kept in Dagster; older ones are deleted.")
+    kafka_timeout_seconds: float = Field(default=10.0, description="GRAPHMEM_KAFKA_TIMEOUT_SECONDS: time limit of one broker request, such as reading metadata or flushing.")
+
     @property
     def database_path(self) -> Path:
         """Path of the embedded libSQL database file."""
@@ -215,6 +248,16 @@ class Settings(BaseModel):
             ("llm_api_key", "GRAPHMEM_LLM_API_KEY"),
             ("llm_mode", "GRAPHMEM_LLM_MODE"),
             ("llm_prompt_version", "GRAPHMEM_LLM_PROMPT_VERSION"),
+            ("kafka_bootstrap_servers", "GRAPHMEM_KAFKA_BOOTSTRAP_SERVERS"),
+            ("kafka_raw_topic", "GRAPHMEM_KAFKA_RAW_TOPIC"),
+            ("kafka_dlq_topic", "GRAPHMEM_KAFKA_DLQ_TOPIC"),
+            ("kafka_security_protocol", "GRAPHMEM_KAFKA_SECURITY_PROTOCOL"),
+            ("kafka_sasl_mechanism", "GRAPHMEM_KAFKA_SASL_MECHANISM"),
+            ("kafka_sasl_username", "GRAPHMEM_KAFKA_SASL_USERNAME"),
+            ("kafka_sasl_password", "GRAPHMEM_KAFKA_SASL_PASSWORD"),
+            ("kafka_consumer_group", "GRAPHMEM_KAFKA_CONSUMER_GROUP"),
+            ("kafka_compression", "GRAPHMEM_KAFKA_COMPRESSION"),
+            ("kafka_start_offset", "GRAPHMEM_KAFKA_START_OFFSET"),
         ):
             if env.get(name):
                 values[field] = env[name]
@@ -233,6 +276,14 @@ class Settings(BaseModel):
             ("llm_tokens_per_minute", "GRAPHMEM_LLM_TOKENS_PER_MINUTE", 0),
             ("llm_max_retries", "GRAPHMEM_LLM_MAX_RETRIES", 0),
             ("llm_max_reasks", "GRAPHMEM_LLM_MAX_REASKS", 0),
+            ("kafka_raw_partitions", "GRAPHMEM_KAFKA_RAW_PARTITIONS", 1),
+            ("kafka_dlq_partitions", "GRAPHMEM_KAFKA_DLQ_PARTITIONS", 1),
+            ("kafka_replication_factor", "GRAPHMEM_KAFKA_REPLICATION_FACTOR", 1),
+            ("kafka_max_message_bytes", "GRAPHMEM_KAFKA_MAX_MESSAGE_BYTES", 1024),
+            ("kafka_batch_max_messages", "GRAPHMEM_KAFKA_BATCH_MAX_MESSAGES", 1),
+            ("kafka_batch_max_bytes", "GRAPHMEM_KAFKA_BATCH_MAX_BYTES", 1024),
+            ("kafka_max_batches_per_tick", "GRAPHMEM_KAFKA_MAX_BATCHES_PER_TICK", 1),
+            ("kafka_retained_batches", "GRAPHMEM_KAFKA_RETAINED_BATCHES", 1),
         ):
             if env.get(name):
                 values[field] = _parse_int(name, env[name], minimum)
@@ -256,10 +307,16 @@ class Settings(BaseModel):
         if env.get("GRAPHMEM_LLM_ENTITY_TYPES"):
             values["llm_entity_types"] = parse_entity_types("GRAPHMEM_LLM_ENTITY_TYPES", env["GRAPHMEM_LLM_ENTITY_TYPES"])
 
+        if env.get("GRAPHMEM_KAFKA_TIMEOUT_SECONDS"):
+            values["kafka_timeout_seconds"] = _parse_float(
+                "GRAPHMEM_KAFKA_TIMEOUT_SECONDS", env["GRAPHMEM_KAFKA_TIMEOUT_SECONDS"], KAFKA_MIN_TIMEOUT_SECONDS, KAFKA_MAX_TIMEOUT_SECONDS
+            )
+
         settings = cls(**values)
         validate_namespace(settings.tenant, settings.memory)
         settings.validate_services()
         settings.validate_llm()
+        settings.validate_kafka()
         return settings
 
     def validate_services(self) -> None:
@@ -280,6 +337,41 @@ class Settings(BaseModel):
         parse_entity_types("GRAPHMEM_LLM_ENTITY_TYPES", ",".join(self.llm_entity_types))
         if not self.llm_prompt_version.strip():
             raise ConfigurationError("GRAPHMEM_LLM_PROMPT_VERSION is blank: set it to a short label such as 1 or 2024-06")
+
+    def validate_kafka(self) -> None:
+        """Raise `ConfigurationError` when a Kafka setting is not one librdkafka or the sensor accepts."""
+        for name, value, allowed in (
+            ("GRAPHMEM_KAFKA_COMPRESSION", self.kafka_compression, KAFKA_COMPRESSION_TYPES),
+            ("GRAPHMEM_KAFKA_SECURITY_PROTOCOL", self.kafka_security_protocol, KAFKA_SECURITY_PROTOCOLS),
+            ("GRAPHMEM_KAFKA_START_OFFSET", self.kafka_start_offset, KAFKA_START_OFFSETS),
+        ):
+            if value not in allowed:
+                raise ConfigurationError(f"{name}={value!r} is not supported: use one of {', '.join(allowed)}")
+        for name, topic in (("GRAPHMEM_KAFKA_RAW_TOPIC", self.kafka_raw_topic), ("GRAPHMEM_KAFKA_DLQ_TOPIC", self.kafka_dlq_topic)):
+            validate_topic_name(name, topic)
+        if self.kafka_raw_topic == self.kafka_dlq_topic:
+            raise ConfigurationError(
+                f"GRAPHMEM_KAFKA_RAW_TOPIC and GRAPHMEM_KAFKA_DLQ_TOPIC are both {self.kafka_raw_topic!r}: "
+                "give the dead-letter topic its own name, or rejected messages would be read again"
+            )
+        if self.kafka_security_protocol.startswith("SASL") and not (self.kafka_sasl_mechanism and self.kafka_sasl_username):
+            raise ConfigurationError(
+                f"GRAPHMEM_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs credentials: "
+                "set GRAPHMEM_KAFKA_SASL_MECHANISM, GRAPHMEM_KAFKA_SASL_USERNAME and GRAPHMEM_KAFKA_SASL_PASSWORD"
+            )
+
+
+# Kafka's rules for topic names: at most 249 characters of ASCII letters, digits, ".", "_" and "-".
+_TOPIC_NAME_MAX_CHARS = 249
+_TOPIC_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def validate_topic_name(setting: str, topic: str) -> None:
+    """Raise `ConfigurationError` unless `topic` is a name Kafka accepts."""
+    if not topic or len(topic) > _TOPIC_NAME_MAX_CHARS or topic in (".", "..") or not set(topic) <= _TOPIC_NAME_CHARACTERS:
+        raise ConfigurationError(
+            f"{setting}={topic!r} is not a valid Kafka topic name: use 1 to {_TOPIC_NAME_MAX_CHARS} ASCII letters, digits, '.', '_' or '-'"
+        )
 
 
 _NAMESPACE_MAX_CHARS = 128

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from graphmem_core.batches import register_batch
 from graphmem_core.errors import ConfigurationError, GraphmemError
 from graphmem_core.settings import Settings, validate_namespace
+from graphmem_dagster.cli_streaming import add_streaming_commands
 
 if TYPE_CHECKING:
     from graphmem_core.stores.base import GraphStore
@@ -538,6 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000)")
     serve.set_defaults(handler=command_serve)
+
+    add_streaming_commands(subcommands, add_namespace)
     return parser
 
 

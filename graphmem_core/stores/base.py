@@ -165,6 +165,14 @@ class GraphStore(ABC):
         """Return the ids of every batch with at least one document or rejection, sorted."""
 
     @abstractmethod
+    def list_batch_namespaces(self, batch_id: str) -> list[tuple[str, str]]:
+        """Return every (tenant, memory) with documents in `batch_id`, sorted.
+
+        A Kafka batch carries documents of several namespaces, so the stages after `raw_documents`
+        ask the store which namespaces to process. This is the one read that crosses tenants.
+        """
+
+    @abstractmethod
     def list_extractors(self, tenant: str, memory: str) -> list[str]:
         """Return the cache keys of every extractor with stored results, sorted."""
 

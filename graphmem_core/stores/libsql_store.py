@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS batch_documents (
     tenant TEXT NOT NULL, memory TEXT NOT NULL, batch_id TEXT NOT NULL, document_id TEXT NOT NULL,
     PRIMARY KEY (tenant, memory, batch_id, document_id)
 );
+CREATE INDEX IF NOT EXISTS batch_documents_by_batch ON batch_documents (batch_id);
 CREATE TABLE IF NOT EXISTS rejections (
     tenant TEXT NOT NULL, memory TEXT NOT NULL, batch_id TEXT NOT NULL, source TEXT NOT NULL, reason TEXT NOT NULL,
     PRIMARY KEY (tenant, memory, batch_id, source)
@@ -771,6 +772,10 @@ class LibsqlGraphStore(GraphStore):
             (tenant, memory, tenant, memory),
         )
         return [row[0] for row in rows]
+
+    def list_batch_namespaces(self, batch_id: str) -> list[tuple[str, str]]:
+        rows = self._query("SELECT DISTINCT tenant, memory FROM batch_documents WHERE batch_id = ? ORDER BY tenant, memory", (batch_id,))
+        return [(row[0], row[1]) for row in rows]
 
     def list_extractors(self, tenant: str, memory: str) -> list[str]:
         rows = self._query("SELECT DISTINCT extractor FROM extractions WHERE tenant = ? AND memory = ? ORDER BY extractor", (tenant, memory))

@@ -226,6 +226,7 @@ class Neo4jGraphStore(GraphStore):
             "CREATE CONSTRAINT graphmem_embedding_key IF NOT EXISTS FOR (n:Embedding) REQUIRE (n.tenant, n.model, n.text_hash) IS UNIQUE",
             "CREATE CONSTRAINT graphmem_llm_response_key IF NOT EXISTS FOR (n:LLMResponse) REQUIRE (n.tenant, n.key) IS UNIQUE",
             "CREATE INDEX graphmem_extraction_failure_chunk IF NOT EXISTS FOR (n:ExtractionFailure) ON (n.tenant, n.memory, n.chunk_id)",
+            "CREATE INDEX graphmem_batch_id IF NOT EXISTS FOR (n:Batch) ON (n.id)",
             "CREATE INDEX graphmem_chunk_document IF NOT EXISTS FOR (n:Chunk) ON (n.tenant, n.memory, n.document_id)",
             "CREATE INDEX graphmem_chunk_text_hash IF NOT EXISTS FOR (n:Chunk) ON (n.tenant, n.text_hash)",
             "CREATE INDEX graphmem_entity_name IF NOT EXISTS FOR (n:Entity) ON (n.tenant, n.memory, n.name_lower)",
@@ -1071,6 +1072,13 @@ class Neo4jGraphStore(GraphStore):
             m=memory,
         )
         return [r["id"] for r in records]
+
+    def list_batch_namespaces(self, batch_id: str) -> list[tuple[str, str]]:
+        records = self._read(
+            "MATCH (b:Batch {id: $batch_id}) WHERE (b)-[:CONTAINS]->() RETURN DISTINCT b.tenant AS tenant, b.memory AS memory ORDER BY tenant, memory",
+            batch_id=batch_id,
+        )
+        return [(r["tenant"], r["memory"]) for r in records]
 
     def list_extractors(self, tenant: str, memory: str) -> list[str]:
         records = self._read(

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _settings_with(overrides: dict[str, object]) -> Settings:
+def settings_with(overrides: dict[str, object]) -> Settings:
+    """Return the environment's settings with every override that is not None applied and validated."""
     settings = Settings.from_env()
     present = {name: value for name, value in overrides.items() if value is not None}
     # model_validate, unlike model_copy, converts the values (a home string into a Path) and checks them.
@@ -43,7 +44,7 @@ class GraphStoreResource(ConfigurableResource):
 
     def settings(self) -> Settings:
         """Return the effective settings: these fields over the environment over the defaults."""
-        return _settings_with(
+        return settings_with(
             {
                 "home": self.home,
                 "tenant": self.tenant,
@@ -77,7 +78,7 @@ class EmbedderResource(ConfigurableResource):
 
     def settings(self) -> Settings:
         """Return the effective settings: these fields over the environment over the defaults."""
-        return _settings_with(
+        return settings_with(
             {
                 "embedding_model": self.model,
                 "embedding_device": self.device,
@@ -108,7 +109,7 @@ class ExtractorResource(ConfigurableResource):
 
     def settings(self) -> Settings:
         """Return the effective settings: these fields over the environment over the defaults."""
-        return _settings_with(
+        return settings_with(
             {
                 "extractor": self.name,
                 "llm_base_url": self.llm_base_url,

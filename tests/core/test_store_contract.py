@@ -474,6 +474,18 @@ def test_listing_batches_extractors_models(store: GraphStore):
     assert store.list_embedding_models("rival") == []
 
 
+def test_batch_namespaces_cross_tenants(store: GraphStore):
+    batch_id = "kafka:contract.raw:0@0-2+1@5-5"
+    text = "Streamed document text."
+    store.upsert_documents(TENANT, MEMORY, batch_id, [make_document(text)])
+    store.upsert_documents(TENANT, "other", batch_id, [make_document(text, memory="other")])
+    store.upsert_documents("rival", MEMORY, batch_id, [make_document(text, tenant="rival")])
+    store.upsert_documents(TENANT, MEMORY, "batch-unrelated", [make_document("Unrelated document text.")])
+
+    assert store.list_batch_namespaces(batch_id) == [(TENANT, MEMORY), (TENANT, "other"), ("rival", MEMORY)]
+    assert store.list_batch_namespaces("kafka:contract.raw:9@0-0") == []
+
+
 def test_delete_documents_removes_dependents(store: GraphStore):
     kept, removed = make_document("Kept document text here."), make_document("Removed document text here.")
     store.upsert_documents(TENANT, MEMORY, "batch-1", [kept, removed])

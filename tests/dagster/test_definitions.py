@@ -20,8 +20,15 @@ def test_definitions_load():
 
     assert sorted(key.path[-1] for key in repository.asset_graph.get_all_asset_keys()) == sorted(ASSETS)
     assert repository.get_job("ingest").partitions_def.name == "batches"
-    assert [sensor.name for sensor in repository.sensor_defs] == ["inbox_sensor"]
-    assert sorted(defs.resources) == ["embedder", "extractor", "graph_store"]
+    assert [sensor.name for sensor in repository.sensor_defs] == ["inbox_sensor", "kafka_sensor"]
+    assert sorted(defs.resources) == ["embedder", "extractor", "graph_store", "kafka"]
+
+
+def test_kafka_sensor_targets_ingest():
+    sensor = defs.get_repository_def().get_sensor_def("kafka_sensor")
+
+    assert sensor.job_name == "ingest"
+    assert sensor.minimum_interval_seconds == 30
 
 
 def test_jobs_select_their_assets():
