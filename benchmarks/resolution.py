@@ -8,7 +8,12 @@ podcasts. A MuSiQue paragraph is one chunk: its title, a newline and its text. E
 resolved in full as its own namespace, and every labelled pair counts as merged when both names
 (type and folded form) end in one entity. Precision and recall are those of the merges: a pair
 labelled `same` and merged is a true positive, `different` and merged a false positive, `same` and
-not merged a false negative. A name missing from the graph counts as not merged.
+not merged a false negative. A name missing from the graph counts as not merged. Resolution gets
+each chunk's document, because a lone name is matched with the full names of its documents.
+
+The pairs are split into a tuning half and a held-out half by the SHA-256 of their id (see
+`split_of`). The rules are tuned on the tuning half only, and the figures are given for both halves
+and for all pairs.
 
 Time: the podcast graph (all transcripts) is resolved twice in full, the first time with the name
 vectors the cache already contains and the second with all of them cached. Then the first 90 % of
@@ -18,6 +23,7 @@ real MiniLM `Embedder` through `pipeline.cached_name_encoder`, cached in a libSQ
 """
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -45,6 +51,10 @@ GOAL_RECALL = 0.90
 INCREMENTAL_BASE_SHARE = 0.9
 
 TENANT = "bench-resolution"
+
+# Pairs whose id hashes to an even first byte form the tuning half, the others the held-out half.
+TUNING_SPLIT = "tuning"
+HELD_OUT_SPLIT = "held-out"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -113,6 +123,12 @@ def load_pairs(path: Path) -> list[LabelledPair]:
     return pairs
 
 
+def split_of(pair: LabelledPair) -> str:
+    """Return the half of the labelled set a pair belongs to, fixed by the SHA-256 of its id."""
+    first_byte = hashlib.sha256(pair.id.encode("utf-8")).digest()[0]
+    return TUNING_SPLIT if first_byte % 2 == 0 else HELD_OUT_SPLIT
+
+
 def musique_chunks(path: Path) -> list[Chunk]:
     """Return one chunk per MuSiQue paragraph: its title, a newline and its text."""
     if not path.exists():
@@ -138,11 +154,23 @@ def musique_chunks(path: Path) -> list[Chunk]:
     return chunks
 
 
-def extract_corpora() -> dict[str, list[ExtractionResult]]:
+@dataclass(frozen=True)
+class Corpus:
+    """The extraction results of one corpus and the document of each chunk."""
+
+    results: list[ExtractionResult]
+    document_of_chunk: dict[str, str]
+
+
+def extract_corpora() -> dict[str, Corpus]:
     """Chunk both corpora and run the fast extractor over them."""
     extractor = get_extractor("fast")
     podcast_chunks, _ = make_chunks(load_documents(DEFAULT_CORPUS, None), None)
-    return {"podcasts": extractor.extract(podcast_chunks), "musique": extractor.extract(musique_chunks(MUSIQUE_CORPUS))}
+    corpora = {}
+    for source, chunks in (("podcasts", podcast_chunks), ("musique", musique_chunks(MUSIQUE_CORPUS))):
+        document_of_chunk = {chunk.id: chunk.document_id for chunk in chunks}
+        corpora[source] = Corpus(results=extractor.extract(chunks), document_of_chunk=document_of_chunk)
+    return corpora
 
 
 def make_encoder(cache: Path) -> EmbedFunction:
@@ -179,10 +207,15 @@ def score_pairs(pairs: Sequence[LabelledPair], entities: dict[str, dict[tuple[En
 
     report = _precision_recall(outcomes)
     report["missing_names"] = sum(1 for _, _, missing in outcomes if missing)
-    for key in ("source", "category"):
+    group_keys: dict[str, Callable[[LabelledPair], str]] = {
+        "split": split_of,
+        "source": lambda pair: pair.source,
+        "category": lambda pair: pair.category,
+    }
+    for key, group_of in group_keys.items():
         groups: dict[str, list] = defaultdict(list)
         for outcome in outcomes:
-            groups[getattr(outcome[0], key)].append(outcome)
+            groups[group_of(outcome[0])].append(outcome)
         report[f"by_{key}"] = {name: _precision_recall(group) for name, group in sorted(groups.items())}
     report["false_merge_pairs"] = [_describe(pair) for pair, merged, _ in outcomes if merged and not pair.same]
     report["missed_merge_pairs"] = [_describe(pair) for pair, merged, _ in outcomes if not merged and pair.same]
@@ -208,15 +241,16 @@ def _precision_recall(outcomes: Sequence[tuple[LabelledPair, bool, bool]]) -> di
 
 
 def _describe(pair: LabelledPair) -> str:
-    return f"{pair.id} [{pair.category}] {pair.first} ({pair.first_type.value}) ~ {pair.second} ({pair.second_type.value}): {pair.note}"
+    return f"{pair.id} ({split_of(pair)}) [{pair.category}] {pair.first} ({pair.first_type.value}) ~ {pair.second} ({pair.second_type.value}): {pair.note}"
 
 
-def time_podcast_graph(results: list[ExtractionResult], embed: EmbedFunction | None, threshold: float) -> dict[str, object]:
+def time_podcast_graph(corpus: Corpus, embed: EmbedFunction | None, threshold: float) -> dict[str, object]:
     """Time full resolution twice, then an incremental run that adds the last tenth of the chunks."""
+    results, documents = corpus.results, corpus.document_of_chunk
     timings: dict[str, object] = {}
     for run in ("full_first_run", "full_cached_run"):
         started = time.perf_counter()
-        resolution = resolve(TENANT, "podcasts", results, embed, threshold)
+        resolution = resolve(TENANT, "podcasts", results, embed, threshold, document_of_chunk=documents)
         timings[f"{run}_seconds"] = round(time.perf_counter() - started, 2)
     timings["names"] = resolution.stats.names
     timings["entities"] = len(resolution.graph.entities)
@@ -224,10 +258,10 @@ def time_podcast_graph(results: list[ExtractionResult], embed: EmbedFunction | N
 
     ordered = sorted(results, key=lambda result: result.chunk_id)
     base = ordered[: int(len(ordered) * INCREMENTAL_BASE_SHARE)]
-    first = resolve(TENANT, "podcasts", base, embed, threshold)
+    first = resolve(TENANT, "podcasts", base, embed, threshold, document_of_chunk=documents)
     prior = PriorResolution(entities=first.graph.entities, mention_links=first.graph.mention_links, merges=first.merges)
     started = time.perf_counter()
-    incremental = resolve(TENANT, "podcasts", ordered, embed, threshold, prior=prior, incremental=True)
+    incremental = resolve(TENANT, "podcasts", ordered, embed, threshold, prior=prior, incremental=True, document_of_chunk=documents)
     timings["incremental_seconds"] = round(time.perf_counter() - started, 2)
     timings["incremental_new_names"] = incremental.stats.new_names
     timings["incremental_chunks_added"] = len(ordered) - len(base)
@@ -245,15 +279,15 @@ def run(arguments: argparse.Namespace) -> dict[str, object]:
     """Extract both corpora, score the labelled pairs and time the podcast graph."""
     pairs = load_pairs(arguments.pairs)
     started = time.perf_counter()
-    results = extract_corpora()
+    corpora = extract_corpora()
     extract_seconds = time.perf_counter() - started
     embed = None if arguments.no_embed else make_encoder(arguments.cache)
 
-    timings = time_podcast_graph(results["podcasts"], embed, arguments.threshold)
-    entities = {
-        source: entity_of_names(resolve(TENANT, source, source_results, embed, arguments.threshold), source_results)
-        for source, source_results in results.items()
-    }
+    timings = time_podcast_graph(corpora["podcasts"], embed, arguments.threshold)
+    entities = {}
+    for source, corpus in corpora.items():
+        resolution = resolve(TENANT, source, corpus.results, embed, arguments.threshold, document_of_chunk=corpus.document_of_chunk)
+        entities[source] = entity_of_names(resolution, corpus.results)
     return {
         "pairs_file": str(arguments.pairs),
         "embedding": "none" if embed is None else "all-MiniLM-L6-v2, cached",
@@ -279,7 +313,7 @@ def print_report(report: dict[str, object], show_errors: bool) -> None:
         f"errors             {quality['false_merges']} false merges, {quality['missed_merges']} missed merges, "
         f"{quality['missing_names']} pairs with a name not in the graph"
     )
-    for key in ("by_source", "by_category"):
+    for key in ("by_split", "by_source", "by_category"):
         for name, figures in quality[key].items():
             print(
                 f"  {name:<16} {figures['pairs']:>4} pairs  precision {figures['precision']:.3f}  recall {figures['recall']:.3f}"

@@ -22,10 +22,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from rapidfuzz.distance import Levenshtein
 
 from graphmem_core.errors import InvalidInputError
 from graphmem_core.models import EntityType
 from graphmem_core.name_matching import (
+    FUNCTION_WORDS,
     NameForm,
     compact,
     hard_conflict,
@@ -62,11 +64,22 @@ ACRONYM_DOMINANCE = 2
 # unless they are written with dots ("U.K."), as abbreviations of names are.
 ACRONYM_MIN_LETTERS_ALONE = 3
 
+# A lone name merges with a full name only when at least this share of its documents mention that full
+# name. Lower shares let a surname that names several things in other documents ("Seinfeld", the
+# sitcom) join the one person.
+LONE_NAME_MIN_DOCUMENT_SHARE = 0.5
+
+# Lower-case words that begin a surname ("van Dyck", "von Neumann", "de Gaulle").
+SURNAME_PARTICLES = frozenset({"van", "von", "de", "da", "di", "del", "della", "der", "du", "le", "la", "ter", "ten"})
+
 # A lone name of type OTHER shorter than this is too often an ordinary word or an acronym to be a surname.
 MIN_LONE_OTHER_CHARS = 4
 
 # Acronyms of up to this many letters name many different things ("DC", "D.C.").
 SHORT_ACRONYM_LETTERS = 3
+
+# Given names shorter than this differ by one letter too often between two people ("Dan", "Don").
+GIVEN_NAME_MIN_EDIT_CHARS = 5
 
 # Dates and quantities merge only by their spelling: "10 miles" and "100 miles" embed close together.
 _EXACT_ONLY_TYPES = frozenset({EntityType.DATE, EntityType.QUANTITY})
@@ -81,6 +94,7 @@ RULES = (
     "plural",
     "token_order",
     "full_name",
+    "given_name_spelling",
     "truncated",
     "surname",
     "given_name",
@@ -96,6 +110,7 @@ class NameNode:
     form: NameForm
     surface_counts: Counter[str] = field(default_factory=Counter)
     chunk_ids: set[str] = field(default_factory=set)
+    document_ids: set[str] = field(default_factory=set)
     previous_entity: str | None = None
 
     @property
@@ -163,7 +178,7 @@ class _Guard:
     def for_node(cls, index: int, node: NameNode) -> "_Guard":
         """Return the guard of a cluster that contains only `node`."""
         full_names = frozenset()
-        if node.type in (EntityType.PERSON, EntityType.OTHER) and len(node.form.person_core) > 1:
+        if node.type in (EntityType.PERSON, EntityType.OTHER) and not _lone_surname(node.form):
             full_names = frozenset({(node.form.person_core, node.type is EntityType.PERSON)})
         return cls(
             types=frozenset({node.type}),
@@ -175,8 +190,18 @@ class _Guard:
             representatives=(index,),
         )
 
-    def conflict(self, other: "_Guard", exclusions: Mapping[str, frozenset[str]], incremental: bool) -> str | None:
-        """Return why this cluster and `other` must stay apart, or None."""
+    def conflict(
+        self,
+        other: "_Guard",
+        exclusions: Mapping[str, frozenset[str]],
+        incremental: bool,
+        variants: frozenset[frozenset[tuple[str, ...]]] = frozenset(),
+    ) -> str | None:
+        """Return why this cluster and `other` must stay apart, or None.
+
+        `variants` contains pairs of full names that a rule found to be one person although their
+        given names are spelt differently ("Philip Glass", "Phillip Glass").
+        """
         for mine in self.types:
             for theirs in other.types:
                 if not types_compatible(mine, theirs):
@@ -186,7 +211,8 @@ class _Guard:
         for mine, mine_is_person in self.full_names:
             for theirs, theirs_is_person in other.full_names:
                 if (mine_is_person or theirs_is_person) and not person_names_align(mine, theirs):
-                    return "full names differ"
+                    if frozenset({mine, theirs}) not in variants:
+                        return "full names differ"
         smaller, larger = (self, other) if len(self.keys) <= len(other.keys) else (other, self)
         for key in smaller.keys:
             if exclusions.get(key, frozenset()) & larger.keys:
@@ -227,6 +253,7 @@ class EntityClusterer:
         self._vectors: dict[int, np.ndarray] = {}
         self._threshold = 1.0
         self._nodes_by_chunk: dict[str, list[int]] | None = None
+        self.spelling_variants: frozenset[frozenset[tuple[str, ...]]] = frozenset()
         if incremental:
             self._join_previous_entities()
 
@@ -253,7 +280,7 @@ class EntityClusterer:
         if root_a == root_b:
             return False
         guard_a, guard_b = self.guards[root_a], self.guards[root_b]
-        reason = guard_a.conflict(guard_b, self.exclusions, self.incremental)
+        reason = guard_a.conflict(guard_b, self.exclusions, self.incremental, self.spelling_variants)
         if reason is not None:
             self.rejected[reason] += 1
             logger.debug("Kept %r and %r apart (%s): %s", self.nodes[first].key, self.nodes[second].key, rule, reason)
@@ -303,6 +330,7 @@ class EntityClusterer:
         self._merge_blocks("plural", lambda form: form.singular or None, also=lambda form: form.compact, all_types=True)
         self._merge_blocks("token_order", _token_order_key)
         self._merge_aligned_full_names()
+        self._merge_given_name_spellings()
         self._merge_truncated_labels()
         self._merge_lone_names()
         self._merge_acronyms()
@@ -362,6 +390,36 @@ class EntityClusterer:
                     if other > index and other not in ambiguous and self._comparable(index, other):
                         self.merge(index, other, "full_name")
 
+    def _merge_given_name_spellings(self) -> None:
+        """Merge two full PERSON names whose given names differ by one edit, when they share a document.
+
+        "Phillip Glass" and "Philip Glass" are one person, but "Simon" and "Simone" can be two, so the
+        document is the evidence that they are one. Both given names need GIVEN_NAME_MIN_EDIT_CHARS
+        characters, and every other token must align.
+        """
+        by_rest: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        for index, node in enumerate(self.nodes):
+            core = node.form.person_core
+            if node.form.is_full_person_name and len(core[0]) >= GIVEN_NAME_MIN_EDIT_CHARS:
+                by_rest[core[1:]].append(index)
+
+        variants = set(self.spelling_variants)
+        pairs = []
+        for members in by_rest.values():
+            for position, first in enumerate(members):
+                for second in members[position + 1 :]:
+                    given_a, given_b = self.nodes[first].form.person_core[0], self.nodes[second].form.person_core[0]
+                    if given_a == given_b or Levenshtein.distance(given_a, given_b) > 1:
+                        continue
+                    if not self.nodes[first].document_ids & self.nodes[second].document_ids:
+                        continue
+                    variants.add(frozenset({self.nodes[first].form.person_core, self.nodes[second].form.person_core}))
+                    pairs.append((first, second))
+        self.spelling_variants = frozenset(variants)
+        for first, second in pairs:
+            if self._comparable(first, second):
+                self.merge(first, second, "given_name_spelling")
+
     def _all_align(self, members: list[int]) -> bool:
         cores = [self.nodes[member].form.person_core for member in members]
         return all(person_names_align(first, second) for position, first in enumerate(cores) for second in cores[position + 1 :])
@@ -369,40 +427,65 @@ class EntityClusterer:
     def _merge_lone_names(self) -> None:
         """Merge a one-word name with the one person whose surname, or given name, it is.
 
-        A surname that is also someone's given name, or a given name that is also a surname, stays
-        alone. A surname of several people matches the one of them it shares a chunk with, but a
-        given name matches only when one person in the namespace has it, because first names are
-        reused far more often. Lone names of type OTHER ("Einstein" when the extractor did not
+        When only one person in the namespace has the word as surname or given name, the lone name
+        joins that person. When several do, its documents decide: no document of the lone name may
+        mention another of them, and at least LONE_NAME_MIN_DOCUMENT_SHARE of its documents must
+        mention the one it joins. So "Kevin" stays apart from two people named Kevin when its
+        documents name each of them. Lone names of type OTHER ("Einstein" when the extractor did not
         know it as a person) match surnames only.
         """
         by_surname: dict[str, list[int]] = defaultdict(list)
         by_given_name: dict[str, list[int]] = defaultdict(list)
+        other_by_surname: dict[str, list[int]] = defaultdict(list)
         lone_people: list[int] = []
         lone_others: list[int] = []
         for index, node in enumerate(self.nodes):
             form = node.form
-            if form.is_full_person_name:
-                by_surname[compact(form.person_core[-1])].append(index)
+            if form.is_full_person_name and not _lone_surname(form):
+                by_surname[_surname_key(form.person_core)].append(index)
                 by_given_name[compact(form.person_core[0])].append(index)
-            elif node.type is EntityType.PERSON and len(form.person_core) == 1:
+            elif _looks_like_full_name(node):
+                other_by_surname[_surname_key(form.tokens)].append(index)
+            elif _lone_surname(form) and node.type is EntityType.PERSON:
                 lone_people.append(index)
-            elif node.type is EntityType.OTHER and len(form.tokens) == 1 and len(form.key) >= MIN_LONE_OTHER_CHARS and form.is_capitalised:
+            elif _lone_surname(form) and node.type is EntityType.OTHER and len(form.key) >= MIN_LONE_OTHER_CHARS and form.is_capitalised:
                 lone_others.append(index)
 
         for index in lone_people + lone_others:
-            token = compact(self.nodes[index].form.person_core[0])
-            if token in by_given_name:
-                continue
+            token = _surname_key(self.nodes[index].form.person_core)
             candidates = by_surname.get(token, [])
-            if len({self.find(candidate) for candidate in candidates}) > 1:
-                # "Lennon" in a chunk with "John Lennon" is that person, even when others share the surname.
-                candidates = [candidate for candidate in candidates if self._share_chunk(index, self.find(candidate))]
-            self._merge_with_unique(index, candidates, "surname")
-        for index in lone_people:
-            token = compact(self.nodes[index].form.person_core[0])
-            if token in by_surname:
-                continue
-            self._merge_with_unique(index, by_given_name.get(token, []), "given_name")
+            rule = "surname"
+            if self.nodes[index].type is EntityType.PERSON:
+                if not candidates:
+                    rule = "given_name"
+                candidates = candidates + by_given_name.get(token, [])
+
+            # A name of type OTHER that looks like a full name ("Christian Jacq") is a candidate only
+            # when it shares a document with the lone name, because it may also be a title or a place.
+            documents = self.nodes[index].document_ids
+            candidates += [other for other in other_by_surname.get(token, []) if self.nodes[other].document_ids & documents]
+            target = self._lone_name_target(index, candidates)
+            if target is not None:
+                self._merge_with_unique(index, [target], rule)
+
+    def _lone_name_target(self, index: int, candidates: list[int]) -> int | None:
+        """Return a member of the one candidate cluster that the lone name's documents agree on, or None."""
+        documents = self.nodes[index].document_ids
+        if not candidates:
+            return None
+        documents_of_root: dict[int, set[str]] = defaultdict(set)
+        member_of_root: dict[int, int] = {}
+        for candidate in candidates:
+            root = self.find(candidate)
+            documents_of_root[root] |= self.nodes[candidate].document_ids & documents
+            member_of_root.setdefault(root, candidate)
+        if len(documents_of_root) == 1:
+            return candidates[0]
+        present = [root for root, shared in documents_of_root.items() if shared]
+        if len(present) != 1:
+            return None
+        share = len(documents_of_root[present[0]]) / len(documents)  # documents is not empty, because a root shares one
+        return member_of_root[present[0]] if share >= LONE_NAME_MIN_DOCUMENT_SHARE else None
 
     def _merge_truncated_labels(self) -> None:
         """Merge a name in capitals that was cut off ("ADRIAN TCHAIKOV", "NEIL DEGRASSE") with the one full name it starts.
@@ -451,10 +534,6 @@ class EntityClusterer:
         if self.incremental and self.nodes[index].previous_entity is not None and not self.guards[root].has_new:
             return
         self.merge(index, candidates[0], rule)
-
-    def _share_chunk(self, index: int, root: int) -> bool:
-        chunks = self.nodes[index].chunk_ids
-        return any(chunks & self.nodes[member].chunk_ids for member in self.members[root])
 
     def _merge_acronyms(self) -> None:
         """Merge an upper-case acronym with the cluster of compatible type whose initials it spells.
@@ -630,6 +709,35 @@ def _spellings_compatible(first: NameForm, second: NameForm) -> bool:
         return False
     short = len(first.compact) <= SHORT_ACRONYM_LETTERS or len(second.compact) <= SHORT_ACRONYM_LETTERS
     return not (first.acronym and short and first.type != second.type)
+
+
+def _surname_key(tokens: tuple[str, ...]) -> str:
+    """Return the compact surname of a name, with its particle when it has one ("Anthony van Dyck" -> "vandyck")."""
+    if len(tokens) >= 2 and tokens[-2] in SURNAME_PARTICLES:
+        return compact(tokens[-2] + tokens[-1])
+    return compact(tokens[-1])
+
+
+def _lone_surname(form: NameForm) -> bool:
+    """Return whether a name is one word, or one word after a surname particle ("Von Neumann")."""
+    core = form.person_core
+    return len(core) == 1 or (len(core) == 2 and core[0] in SURNAME_PARTICLES)
+
+
+def _looks_like_full_name(node: NameNode) -> bool:
+    """Return whether a name of type OTHER is written like a person's full name: two or three capitalised words.
+
+    Surname particles may be in lower case ("Anthony van Dyck").
+    """
+    if node.type is not EntityType.OTHER or not 2 <= len(node.form.tokens) <= 3:
+        return False
+    if any(token in FUNCTION_WORDS or not token.replace("-", "").isalpha() for token in node.form.tokens if token not in SURNAME_PARTICLES):
+        return False
+    for surface in node.form.surfaces:
+        words = [word for word in surface.split() if word.casefold() not in SURNAME_PARTICLES]
+        if words and all(word[0].isupper() and not word.isupper() for word in words):
+            return True
+    return False
 
 
 def _has_initial(form: NameForm) -> bool:

@@ -170,11 +170,15 @@ class Relation(_Frozen):
 
 
 class RelationEvidence(_Frozen):
-    """One sentence that states a relation: its chunk and its character span in that chunk."""
+    """One sentence that states a relation: its chunk, its character span in that chunk and what the extractor said of it."""
 
     chunk_id: str
     start: int
     end: int
+    description: str | None = _optional_text("The relation in the extractor's words, from this sentence.")
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0, exclude_if=_is_none, description="The extractor's confidence, 0 to 1.")
+    valid_from: str | None = _optional_text("When the relation began to hold, as this sentence states it.")
+    valid_to: str | None = _optional_text("When the relation stopped holding, as this sentence states it.")
 
 
 class ResolvedGraph(_Frozen):

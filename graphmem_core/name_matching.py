@@ -296,6 +296,65 @@ def _singular_word(word: str) -> str:
     return ""
 
 
+# Common English nicknames and spelling variants of given names, one group per line. Names in one
+# group may be one person when the surname agrees ("Geoff Hinton", "Geoffrey Hinton"). Names that
+# are nicknames of two different given names ("Al": Albert, Alan, Alexander) are left out.
+GIVEN_NAME_GROUPS: tuple[frozenset[str], ...] = tuple(
+    frozenset(line.split())
+    for line in (
+        "alexander alex",
+        "andrew andy",
+        "anthony tony",
+        "benjamin ben benji",
+        "charles charlie chuck",
+        "christopher chris",
+        "daniel dan danny",
+        "david dave davey",
+        "deborah debbie debra",
+        "edward ed eddie ted",
+        "elizabeth liz lizzie beth betsy",
+        "geoffrey geoff jeffrey jeff",
+        "gregory greg",
+        "ian iain",
+        "james jim jimmy jamie",
+        "jennifer jen jenny",
+        "john johnny jack jon",
+        "jonathan jon",
+        "joseph joe joey",
+        "katherine catherine kathryn kate katie kathy",
+        "lawrence laurence larry",
+        "margaret maggie peggy meg",
+        "matthew matt",
+        "michael mike mikey mick",
+        "nicholas nick nicky",
+        "patrick pat",
+        "peter pete",
+        "philip phillip phil",
+        "rebecca becky",
+        "richard dick rick rich ricky",
+        "robert bob bobby rob robbie",
+        "samuel sam sammy",
+        "stephen steven steve",
+        "susan sue susie",
+        "thomas tom tommy",
+        "timothy tim timmy",
+        "william bill billy will willie",
+    )
+)
+
+_GIVEN_NAME_GROUP_IDS: dict[str, frozenset[int]] = {}
+for _group_id, _group in enumerate(GIVEN_NAME_GROUPS):
+    for _name in _group:
+        _GIVEN_NAME_GROUP_IDS[_name] = _GIVEN_NAME_GROUP_IDS.get(_name, frozenset()) | {_group_id}
+
+
+def given_names_compatible(first: str, second: str) -> bool:
+    """Return whether two given names can name one person: equal, an initial, or in one GIVEN_NAME_GROUPS group."""
+    if tokens_compatible(first, second):
+        return True
+    return bool(_GIVEN_NAME_GROUP_IDS.get(first, frozenset()) & _GIVEN_NAME_GROUP_IDS.get(second, frozenset()))
+
+
 def tokens_compatible(first: str, second: str) -> bool:
     """Return whether two name tokens are equal or one is the initial of the other ("j" and "john")."""
     if first == second:
@@ -310,23 +369,26 @@ def tokens_compatible(first: str, second: str) -> bool:
 def person_names_align(first: tuple[str, ...], second: tuple[str, ...]) -> bool:
     """Return whether two full names can be one person.
 
-    Names of equal length align token by token, each equal or an initial of the other. Otherwise
-    only the first and last tokens align, so a middle name present in one name only does not
-    block the match, and neither does a leading initial of the longer name ("C. Everett Koop").
-    The same tokens in another order ("Li Fei-Fei", "Fei-Fei Li") also align.
+    Names of equal length align token by token, each equal or an initial of the other, and the
+    given names may also be variants of one name (see `given_names_compatible`). Otherwise only
+    the first and last tokens align, so a middle name present in one name only does not block the
+    match, and neither does a leading initial of the longer name ("C. Everett Koop"). The same
+    tokens in another order ("Li Fei-Fei", "Fei-Fei Li") also align.
     """
     first = _split_hyphens(first)
     second = _split_hyphens(second)
     if sorted(first) == sorted(second):
         return True
     if len(first) == len(second):
-        return all(tokens_compatible(mine, theirs) for mine, theirs in zip(first, second, strict=True))
+        if not given_names_compatible(first[0], second[0]):
+            return False
+        return all(tokens_compatible(mine, theirs) for mine, theirs in zip(first[1:], second[1:], strict=True))
 
     # A leading initial that only the longer name has ("C. Everett Koop", "Everett Koop") is skipped.
     shorter, longer = sorted((first, second), key=len)
     while len(longer) > len(shorter) and len(longer[0]) == 1 and not tokens_compatible(longer[0], shorter[0]):
         longer = longer[1:]
-    return tokens_compatible(shorter[0], longer[0]) and tokens_compatible(shorter[-1], longer[-1])
+    return given_names_compatible(shorter[0], longer[0]) and tokens_compatible(shorter[-1], longer[-1])
 
 
 def _split_hyphens(tokens: tuple[str, ...]) -> tuple[str, ...]:

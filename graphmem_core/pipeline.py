@@ -130,6 +130,10 @@ class ResolveReport(_Report):
     mode: str = Field(default="full", description="`full` when every name was compared, `incremental` when only new names were.")
     new_names: int = Field(default=0, description="Names (type and folded form) not in the previous graph.")
     merges: int = Field(default=0, description="Merge records stored with the graph.")
+    names: int = Field(default=0, description="Distinct names (type and folded form) resolved.")
+    merges_by_rule: dict[str, int] = Field(default_factory=dict, description="Merges this run made, by the rule that matched.")
+    exclusions: int = Field(default=0, description="Merge exclusions of the namespace that this run honoured.")
+    kept_apart_by_exclusion: int = Field(default=0, description="Merges an exclusion rejected in this run.")
 
 
 class CommunityReport(_Report):
@@ -331,7 +335,7 @@ def resolve_graph(
     started = time.perf_counter()
     source = f"extractions:{extractor.cache_key}"
 
-    def attempt() -> tuple[Resolution, bool]:
+    def attempt() -> tuple[Resolution, bool, int]:
         version = store.content_version(tenant, memory, source)
         graph_version = store.content_version(tenant, memory, "graph")
         settings = _resolution_settings(source, threshold, embed is not None, store.content_version(tenant, memory, "merge_exclusions"))
@@ -340,16 +344,28 @@ def resolve_graph(
         prior = _load_prior_resolution(store, tenant, memory, results)
         incremental = not full and prior is not None and store.get_merge_settings(tenant, memory) == _stamp(settings, graph_version)
 
-        resolution = resolve(tenant, memory, results, embed, threshold, exclusions=exclusions, prior=prior, incremental=incremental)
+        chunks = store.get_chunks(tenant, memory, chunk_ids=sorted({result.chunk_id for result in results}))
+        document_of_chunk = {chunk.id: chunk.document_id for chunk in chunks}
+        resolution = resolve(
+            tenant,
+            memory,
+            results,
+            embed,
+            threshold,
+            exclusions=exclusions,
+            prior=prior,
+            incremental=incremental,
+            document_of_chunk=document_of_chunk,
+        )
         changed = store.replace_graph(tenant, memory, resolution.graph, based_on=(source, version))
 
         # Writing a changed graph bumps its version by one, unless another run wrote in between,
         # which the check of the records write then detects.
         written = graph_version + 1 if changed else graph_version
         store.replace_merge_records(tenant, memory, resolution.merges, _stamp(settings, written), based_on=("graph", written))
-        return resolution, changed
+        return resolution, changed, len(exclusions)
 
-    resolution, changed = _retry_on_concurrent_update(f"resolving {tenant}/{memory}", attempt)
+    resolution, changed, exclusion_count = _retry_on_concurrent_update(f"resolving {tenant}/{memory}", attempt)
 
     graph = resolution.graph
     report = ResolveReport(
@@ -360,6 +376,10 @@ def resolve_graph(
         mode=resolution.stats.mode,
         new_names=resolution.stats.new_names,
         merges=len(resolution.merges),
+        names=resolution.stats.names,
+        merges_by_rule=resolution.stats.merges_by_rule,
+        exclusions=exclusion_count,
+        kept_apart_by_exclusion=resolution.stats.kept_apart.get("excluded", 0),
         seconds=time.perf_counter() - started,
     )
     if not changed:

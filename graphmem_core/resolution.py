@@ -13,7 +13,7 @@ previous graph while that name is still one of its names, and its id derives fro
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -56,7 +56,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Stored with the merge records. A graph made by another version is resolved again in full.
-RESOLVER_VERSION = "2"
+RESOLVER_VERSION = "3"
 
 # A relation stated in thousands of sentences needs only a sample of them as evidence. The weight
 # still counts every sentence.
@@ -125,6 +125,7 @@ def resolve(
     exclusions: Sequence[MergeExclusion] = (),
     prior: PriorResolution | None = None,
     incremental: bool = False,
+    document_of_chunk: Mapping[str, str] | None = None,
 ) -> Resolution:
     """Resolve every mention of a namespace and return the graph with a record of every merge.
 
@@ -133,6 +134,8 @@ def resolve(
     stage. `threshold` is the minimum cosine similarity of a similarity merge. No merge joins two
     names of one exclusion. With `prior`, entities keep their previous ids. With `incremental` as
     well, names already resolved in `prior` keep their entity and only new names are compared.
+    `document_of_chunk` maps chunk ids to document ids, which the lone-name rules use as context. A
+    chunk missing from it counts as a document of its own.
     """
     if not 0.0 < threshold <= 1.0:
         raise InvalidInputError(f"threshold={threshold} is out of range: set a cosine similarity in (0, 1]")
@@ -144,7 +147,7 @@ def resolve(
     mention_total = sum(len(result.mentions) for result in results)
     logger.info("Resolving %d mentions from %d extraction results in %s/%s (%s)", mention_total, len(results), tenant, memory, mode)
 
-    nodes, mentions_by_result = _build_name_nodes(results)
+    nodes, mentions_by_result = _build_name_nodes(results, document_of_chunk or {})
     if prior is not None:
         _mark_previous_entities(nodes, mentions_by_result, prior)
 
@@ -205,7 +208,9 @@ def _exclusion_keys(exclusion: MergeExclusion) -> tuple[str, str]:
     return fold_name(exclusion.first), fold_name(exclusion.second)
 
 
-def _build_name_nodes(results: Sequence[ExtractionResult]) -> tuple[list[NameNode], list[list[_FlatMention]]]:
+def _build_name_nodes(
+    results: Sequence[ExtractionResult], document_of_chunk: Mapping[str, str]
+) -> tuple[list[NameNode], list[list[_FlatMention]]]:
     """Group mentions by (type, folded key), with nodes sorted so that input order does not matter."""
     node_key_of: dict[tuple[str, EntityType], tuple[str, str]] = {}
     for result in results:
@@ -239,6 +244,7 @@ def _build_name_nodes(results: Sequence[ExtractionResult]) -> tuple[list[NameNod
             form=NameForm(key=key, type=EntityType(type_value), surfaces=tuple(sorted(surface_counts[index]))),
             surface_counts=surface_counts[index],
             chunk_ids=chunk_ids[index],
+            document_ids={document_of_chunk.get(chunk_id, chunk_id) for chunk_id in chunk_ids[index]},
         )
         for index, (type_value, key) in enumerate(ordered)
     ]
@@ -394,8 +400,12 @@ def _merge_relations(
     mentions_by_result: list[list[_FlatMention]],
     entity_of_node: list[str],
 ) -> list[Relation]:
-    """Merge extracted relations per (source, type, target); the weight counts distinct evidence sentences."""
-    evidence: dict[tuple[str, str, str], set[tuple[str, int, int]]] = defaultdict(set)
+    """Merge extracted relations per (source, type, target); the weight counts distinct evidence sentences.
+
+    Each evidence sentence keeps the extractor's description, confidence and validity dates. When
+    one sentence states the relation twice, the statement with the highest confidence is kept.
+    """
+    evidence: dict[tuple[str, str, str], dict[tuple[str, int, int], RelationEvidence]] = defaultdict(dict)
     for result, flat in zip(results, mentions_by_result, strict=True):
         for relation in result.relations:
             for index in (relation.source, relation.target):
@@ -408,11 +418,24 @@ def _merge_relations(
             target_id = entity_of_node[flat[relation.target].node]
             if source_id == target_id:
                 continue
-            evidence[(source_id, relation.type, target_id)].add((relation.chunk_id, relation.start, relation.end))
+
+            span = (relation.chunk_id, relation.start, relation.end)
+            item = RelationEvidence(
+                chunk_id=relation.chunk_id,
+                start=relation.start,
+                end=relation.end,
+                description=relation.description,
+                confidence=relation.confidence,
+                valid_from=relation.valid_from,
+                valid_to=relation.valid_to,
+            )
+            spans = evidence[(source_id, relation.type, target_id)]
+            if span not in spans or _evidence_rank(item) > _evidence_rank(spans[span]):
+                spans[span] = item
 
     relations = []
     for (source_id, relation_type, target_id), spans in evidence.items():
-        provenance = [RelationEvidence(chunk_id=chunk_id, start=start, end=end) for chunk_id, start, end in sorted(spans)]
+        provenance = [spans[span] for span in sorted(spans)]
         relations.append(
             Relation(
                 id=ids.relation_id(tenant, memory, source_id, relation_type, target_id),
@@ -427,3 +450,8 @@ def _merge_relations(
         )
     relations.sort(key=lambda relation: relation.id)
     return relations
+
+
+def _evidence_rank(item: RelationEvidence) -> tuple[float, str]:
+    """Return the order in which statements of one sentence are preferred: confidence, then the JSON for a fixed tie-break."""
+    return (item.confidence if item.confidence is not None else -1.0, item.model_dump_json())

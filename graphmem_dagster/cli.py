@@ -485,6 +485,95 @@ def command_serve(arguments: argparse.Namespace) -> int:
     return 0
 
 
+# Merge records and their undo: `graphmem merges`, `graphmem unmerge` and `graphmem allow-merge`.
+
+
+def command_merges(arguments: argparse.Namespace) -> int:
+    """Print the merge records of the namespace, or of one entity, and the exclusions that keep names apart."""
+    with _existing_store(arguments) as (_, tenant, memory, store):
+        entities = {entity.id: entity for entity in store.get_entities(tenant, memory)}
+        entity_ids = None
+        if arguments.entity:
+            matches = store.find_entities(tenant, memory, arguments.entity)
+            exact = [entity for entity in matches if arguments.entity.casefold() in {n.casefold() for n in (entity.name, *entity.aliases)}]
+            if not exact:
+                raise GraphmemError(f"entity {arguments.entity!r} not found in {tenant}/{memory}: check the name with `graphmem query`")
+            entity_ids = sorted(entity.id for entity in exact)
+        records = store.get_merge_records(tenant, memory, entity_ids)
+        exclusions = store.get_merge_exclusions(tenant, memory)
+
+    if arguments.json:
+        print(
+            json.dumps(
+                {
+                    "merges": [record.model_dump(mode="json") for record in records],
+                    "exclusions": [exclusion.model_dump(mode="json") for exclusion in exclusions],
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return 0
+
+    for record in records:
+        entity = entities.get(record.entity_id)
+        target = entity.name if entity is not None else record.entity_id
+        features = ", ".join(f"{name} {value:g}" for name, value in sorted(record.features.items()))
+        print(
+            f"{record.first} ({record.first_type.value}) + {record.second} ({record.second_type.value}) -> {target}: "
+            f"{record.rule}, score {record.score:g}{f' ({features})' if features else ''}"
+        )
+    print(f"{len(records)} merges")
+    for exclusion in exclusions:
+        print(f"kept apart: {exclusion.first} / {exclusion.second}{f' ({exclusion.note})' if exclusion.note else ''}")
+    return 0
+
+
+def command_unmerge(arguments: argparse.Namespace) -> int:
+    """Store an exclusion that keeps two names in different entities from the next resolution run on."""
+    from graphmem_core.pipeline import unmerge
+
+    with _existing_store(arguments) as (_, tenant, memory, store):
+        exclusion = unmerge(store, tenant, memory, arguments.first, arguments.second, note=arguments.note)
+    print(f"{exclusion.first!r} and {exclusion.second!r} stay apart from the next ingestion run on, which resolves the whole graph again")
+    return 0
+
+
+def command_allow_merge(arguments: argparse.Namespace) -> int:
+    """Delete the exclusion of two names, so that the next resolution run may merge them again."""
+    from graphmem_core.pipeline import allow_merge
+
+    with _existing_store(arguments) as (_, tenant, memory, store):
+        deleted = allow_merge(store, tenant, memory, arguments.first, arguments.second)
+    if not deleted:
+        print(f"{arguments.first!r} and {arguments.second!r} were not excluded: nothing changed")
+        return 0
+    print(f"{arguments.first!r} and {arguments.second!r} may merge again from the next ingestion run on")
+    return 0
+
+
+def add_merge_commands(subcommands: "argparse._SubParsersAction", add_namespace) -> None:
+    """Add the `merges`, `unmerge` and `allow-merge` commands to the `graphmem` parser."""
+    merges = subcommands.add_parser("merges", help="explain resolution: list the merge records and the names kept apart")
+    merges.add_argument("--entity", help="only the merges behind the entity with this name or alias (case-insensitive)")
+    merges.add_argument("--json", action="store_true", help="print JSON for scripts")
+    add_namespace(merges)
+    merges.set_defaults(handler=command_merges)
+
+    unmerge = subcommands.add_parser("unmerge", help="keep two names in different entities from the next resolution run on")
+    unmerge.add_argument("first", help="a name of the first entity, any spelling that folds to it")
+    unmerge.add_argument("second", help="a name of the second entity")
+    unmerge.add_argument("--note", default="", help="why the names are kept apart, stored with the exclusion")
+    add_namespace(unmerge)
+    unmerge.set_defaults(handler=command_unmerge)
+
+    allow = subcommands.add_parser("allow-merge", help="undo `graphmem unmerge`: let two names merge again")
+    allow.add_argument("first", help="the first name of the exclusion")
+    allow.add_argument("second", help="the second name of the exclusion")
+    add_namespace(allow)
+    allow.set_defaults(handler=command_allow_merge)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `graphmem` command."""
     parser = argparse.ArgumentParser(prog="graphmem", description="Knowledge-graph memory for AI agents, built by Dagster assets.")
@@ -541,6 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=command_serve)
 
     add_streaming_commands(subcommands, add_namespace)
+    add_merge_commands(subcommands, add_namespace)
     return parser
 
 

@@ -676,6 +676,9 @@ def test_pipeline_incremental_then_undo(tmp_path: Path, podcast_texts):
         first = pipeline.resolve_graph(store, extractor, TENANT, MEMORY, trigram_embed, 0.9)
         assert (first.mode, first.changed) == ("full", True)
         assert first.merges == len(store.get_merge_records(TENANT, MEMORY)) > 0
+        assert first.names > first.entities
+        assert sum(first.merges_by_rule.values()) == first.merges
+        assert (first.exclusions, first.kept_apart_by_exclusion) == (0, 0)
 
         store.upsert_extractions(TENANT, MEMORY, extractor.cache_key, results[25:])
         second = pipeline.resolve_graph(store, extractor, TENANT, MEMORY, trigram_embed, 0.9)
@@ -688,6 +691,8 @@ def test_pipeline_incremental_then_undo(tmp_path: Path, podcast_texts):
         pipeline.unmerge(store, TENANT, MEMORY, record.first, record.second, note="two people")
         undone = pipeline.resolve_graph(store, extractor, TENANT, MEMORY, trigram_embed, 0.9)
         assert undone.mode == "full"
+        assert undone.exclusions == 1
+        assert undone.kept_apart_by_exclusion >= 1
         assert entity_ids_of(store, record.first).isdisjoint(entity_ids_of(store, record.second))
         assert record.id not in {stored.id for stored in store.get_merge_records(TENANT, MEMORY)}
 
@@ -719,3 +724,77 @@ def test_labelled_pairs_well_formed():
         assert pair["note"].strip(), pair["id"]
         assert 0 < len(pair["first"]) <= MAX_LABELLED_NAME_CHARS, pair["id"]
         assert 0 < len(pair["second"]) <= MAX_LABELLED_NAME_CHARS, pair["id"]
+
+
+def test_nickname_merges_with_full_name():
+    results = [
+        make_result("c1", "Geoffrey Hinton spoke.", [("Geoffrey Hinton", PERSON)]),
+        make_result("c2", "Geoff Hinton answered.", [("Geoff Hinton", PERSON)]),
+    ]
+    graph = resolve_entities("t", "m", results, embed=None)
+
+    assert names_of(graph) == {"Geoffrey Hinton": ["Geoff Hinton"]}
+
+
+def test_nickname_of_other_name_stays_apart():
+    results = [make_result("c1", "Bill Smith and Robert Smith met.", [("Bill Smith", PERSON), ("Robert Smith", PERSON)])]
+    graph = resolve_entities("t", "m", results, embed=last_token_embed, threshold=0.5)
+
+    assert set(names_of(graph)) == {"Bill Smith", "Robert Smith"}
+
+
+def test_given_name_spelling_needs_shared_document():
+    results = [
+        make_result("c1", "Geoffrey Hinton wrote it.", [("Geoffrey Hinton", PERSON)]),
+        make_result("c2", "Jeoffrey Hinton said it.", [("Jeoffrey Hinton", PERSON)]),
+    ]
+    apart = resolve("t", "m", results, embed=None, document_of_chunk={"c1": "d1", "c2": "d2"})
+    together = resolve("t", "m", results, embed=None, document_of_chunk={"c1": "d1", "c2": "d1"})
+
+    assert set(names_of(apart.graph)) == {"Geoffrey Hinton", "Jeoffrey Hinton"}
+    assert len(together.graph.entities) == 1
+    assert [merge.rule for merge in together.merges] == ["given_name_spelling"]
+
+
+def test_given_name_spelling_keeps_short_names_apart():
+    results = [make_result("c1", "Dan Brown and Don Brown met.", [("Dan Brown", PERSON), ("Don Brown", PERSON)])]
+    graph = resolve_entities("t", "m", results, embed=last_token_embed, threshold=0.5)
+
+    assert set(names_of(graph)) == {"Dan Brown", "Don Brown"}
+
+
+def test_lone_name_follows_its_documents():
+    results = [
+        make_result("c1", "Sam Altman spoke.", [("Sam Altman", PERSON)]),
+        make_result("c2", "Sam laughed.", [("Sam", PERSON)]),
+        make_result("c3", "Sam Harris spoke.", [("Sam Harris", PERSON)]),
+    ]
+    one_document = resolve("t", "m", results, embed=None, document_of_chunk={"c1": "d1", "c2": "d1", "c3": "d2"})
+    both_documents = resolve("t", "m", results + [make_result("c4", "Sam left.", [("Sam", PERSON)])], embed=None,
+                             document_of_chunk={"c1": "d1", "c2": "d1", "c3": "d2", "c4": "d2"})
+
+    assert names_of(one_document.graph) == {"Sam Altman": ["Sam"], "Sam Harris": []}
+    assert set(names_of(both_documents.graph)) == {"Sam Altman", "Sam Harris", "Sam"}
+
+
+def test_lone_surname_with_particle():
+    results = [make_result("c1", "John von Neumann wrote; von Neumann agreed.", [("John von Neumann", PERSON), ("von Neumann", PERSON)])]
+    graph = resolve_entities("t", "m", results, embed=None)
+
+    assert names_of(graph) == {"John von Neumann": ["von Neumann"]}
+
+
+def test_relation_keeps_extractor_fields():
+    text = "Ada Lovelace worked with Charles Babbage."
+    result = make_result("c1", text, [("Ada Lovelace", PERSON), ("Charles Babbage", PERSON)])
+    relation = ExtractedRelation(
+        chunk_id="c1", source=0, target=1, type="worked_with", start=0, end=len(text),
+        description="collaborated on the Analytical Engine", confidence=0.9, valid_from="1833", valid_to="1852",
+    )
+    graph = resolve_entities("t", "m", [result.model_copy(update={"relations": [relation]})], embed=None)
+
+    [evidence] = graph.relations[0].provenance
+    assert evidence.description == "collaborated on the Analytical Engine"
+    assert evidence.confidence == 0.9
+    assert evidence.valid_from == "1833"
+    assert evidence.valid_to == "1852"

@@ -297,6 +297,23 @@ def test_replace_graph_idempotent(store: GraphStore):
     assert store.count_dangling_relations(TENANT, MEMORY) == 0
 
 
+def test_relation_evidence_fields_round_trip(store: GraphStore):
+    graph = make_graph(["Ada Lovelace", "Charles Babbage"])
+    described = RelationEvidence(
+        chunk_id="chk_1", start=0, end=10, description="worked with", confidence=0.75, valid_from="1833", valid_to="1852-11-27"
+    )
+    plain = RelationEvidence(chunk_id="chk_2", start=5, end=9)
+    relation = graph.relations[0].model_copy(update={"provenance": [described, plain], "weight": 2.0})
+    store.replace_graph(TENANT, MEMORY, graph.model_copy(update={"relations": [relation]}))
+
+    [stored] = store.get_relations(TENANT, MEMORY)
+
+    assert stored.provenance[0] == described
+    assert stored.provenance[1] == plain
+    assert stored.provenance[1].confidence is None
+    assert store.neighbourhood(TENANT, MEMORY, [relation.source_id], hops=1).relations[0].provenance == [described, plain]
+
+
 def test_replace_graph_drops_old_entities(store: GraphStore):
     store.replace_graph(TENANT, MEMORY, make_graph(["Ada Lovelace", "Charles Babbage"]))
     store.replace_graph(TENANT, MEMORY, make_graph(["Grace Hopper", "Alan Turing"]))
