@@ -80,6 +80,15 @@ def _sum(reports: list[object], field: str) -> int:
     return sum(getattr(report, field) for report in reports)
 
 
+def _merges_by_rule(reports: list[pipeline.ResolveReport]) -> dict[str, int]:
+    """Add up, over the batch's namespaces, the merges each resolution rule made in this run."""
+    totals: dict[str, int] = {}
+    for report in reports:
+        for rule, count in report.merges_by_rule.items():
+            totals[rule] = totals.get(rule, 0) + count
+    return dict(sorted(totals.items()))
+
+
 def _markdown_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -289,8 +298,12 @@ def resolved_graph(
             "relations": _sum(reports, "relations"),
             "changed": any(report.changed for report in reports),
             "mode": ", ".join(sorted({report.mode for report in reports})) or "none",
+            "names": _sum(reports, "names"),
             "new_names": _sum(reports, "new_names"),
             "merges": _sum(reports, "merges"),
+            "merges_by_rule": MetadataValue.json(_merges_by_rule(reports)),
+            "exclusions": _sum(reports, "exclusions"),
+            "kept_apart_by_exclusion": _sum(reports, "kept_apart_by_exclusion"),
             "documents_in_graph": documents_in_graph,
             **_namespace_metadata(namespaces),
             "seconds": round(sum(report.seconds for report in reports), 3),

@@ -83,6 +83,11 @@ def test_run_metadata_lists_rejections(ingested: IngestedProject, monkeypatch):
     assert "rejections" in metadata["raw_documents"]
     assert "| community | members |" in metadata["communities"]["largest_communities"].value
     assert metadata["embeddings"]["encoded"].value > 0
+    resolution = metadata["resolved_graph"]
+    assert resolution["mode"].value == "full"
+    assert resolution["names"].value >= resolution["entities"].value
+    assert resolution["merges"].value == sum(resolution["merges_by_rule"].value.values())
+    assert resolution["exclusions"].value == 0
 
 
 def test_asset_checks_pass(ingested: IngestedProject, monkeypatch):
