@@ -11,9 +11,14 @@ client:
   once) and then cache hits (the same questions again);
 - open loop with Poisson arrivals at half the highest miss throughput of the closed-loop runs;
 - the encoder alone, in this process, on the same question texts: one at a time and in batches of
-  16 and 64 texts, as the service's micro-batcher would gather them.
+  16 and 64 texts, as the service's micro-batcher would gather them, with the service's torch
+  thread count (GRAPHMEM_TORCH_THREADS).
 
-The client runs on the same cores as the server, so on a small machine it takes part of their time.
+Misses and the open loop are sent by an asyncio httpx client in this process, which reads the
+server's step timings from each response. Hits are sent by `wrk` (one thread, a Lua script that
+cycles through the request bodies) when it is on the PATH, because a Python client cannot send a few
+thousand requests a second. The load generator runs on the same cores as the server, so on a small
+machine it takes part of their time. The server's own CPU time per request is reported beside it.
 """
 
 import argparse
@@ -59,8 +64,39 @@ BUILT_MARKER = "built.json"
 MISS_REQUESTS = {1: 150, 16: 320, 64: 384}
 OPEN_LOOP_REQUESTS = 300
 
-# Requests per hit run: each hit takes about a millisecond, so more requests keep a run near one second.
+# Requests per hit run with the httpx client: each hit takes about a millisecond, so more requests keep a run near one second.
 HIT_REQUESTS = {1: 500, 16: 2000, 64: 2000}
+
+# Duration of each hit run with wrk, which runs for a time instead of a number of requests.
+WRK_HIT_SECONDS = 3
+
+# wrk script: cycles through the JSON bodies of a file (one per line) and prints the figures as JSON.
+WRK_SCRIPT = """
+local bodies = {}
+local position = 0
+local key = ""
+
+function init(args)
+  for line in io.lines(args[1]) do
+    bodies[#bodies + 1] = line
+  end
+  key = args[2]
+end
+
+function request()
+  position = position % #bodies + 1
+  local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. key}
+  return wrk.format("POST", "/v1/query", headers, bodies[position])
+end
+
+function done(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "status_errors": %d, "socket_errors": %d, "p50_us": %d, "p95_us": %d, "p99_us": %d}\\n',
+    summary.requests, summary.duration, errors.status, errors.connect + errors.read + errors.write + errors.timeout,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99)))
+end
+"""
 
 # Seed of the open loop's exponential inter-arrival times, so that runs send the same schedule.
 ARRIVAL_SEED = 7
@@ -318,6 +354,49 @@ async def open_loop(client: httpx.AsyncClient, bodies: list[dict], rate: float) 
     return figures
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """Return the user plus system CPU seconds that process `pid` has used, from /proc (Linux only), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # Fields 14 and 15 of proc(5), utime and stime, counted from the state field (3) after the command name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wrk_closed_loop(port: int, key: str, bodies: list[dict], concurrency: int, workdir: Path) -> dict:
+    """Send `bodies` in a cycle from `concurrency` wrk connections for `WRK_HIT_SECONDS`; return the run's summary."""
+    bodies_file = workdir / "wrk_bodies.jsonl"
+    bodies_file.write_text("".join(json.dumps(body) + "\n" for body in bodies), encoding="utf-8")
+    script = workdir / "wrk_query.lua"
+    script.write_text(WRK_SCRIPT, encoding="utf-8")
+    command = [
+        "wrk", "-t1", f"-c{concurrency}", f"-d{WRK_HIT_SECONDS}s", "--timeout", "10s",
+        "-s", str(script), f"http://127.0.0.1:{port}", "--", str(bodies_file), key,
+    ]
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await process.communicate()
+    text = output.decode("utf-8", errors="replace")
+    lines = [line for line in text.splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        sys.exit(f"wrk failed with exit code {process.returncode}:\n{text[-2000:]}")
+
+    figures = json.loads(lines[-1])
+    seconds = figures["duration_us"] / 1e6
+    errors = {name: figures[name] for name in ("status_errors", "socket_errors") if figures[name]}
+    return {
+        "requests": figures["requests"],
+        "errors": errors,
+        "cached_responses": None,
+        "p50_ms": round(figures["p50_us"] / 1000, 2),
+        "p95_ms": round(figures["p95_us"] / 1000, 2),
+        "p99_ms": round(figures["p99_us"] / 1000, 2),
+        "requests_per_second": round(figures["requests"] / seconds, 1) if seconds else 0.0,
+        "step_p50_ms": {},
+        "load_generator": "wrk",
+    }
+
+
 async def warm_up(client: httpx.AsyncClient, mode: str) -> float:
     """Send one query so that the engine loads the graph; return the seconds it took."""
     started = time.perf_counter()
@@ -328,8 +407,11 @@ async def warm_up(client: httpx.AsyncClient, mode: str) -> float:
     return time.perf_counter() - started
 
 
-async def measure_service(port: int, key: str, server: subprocess.Popen, log: Path, questions: list[str], mode: str) -> dict:
+async def measure_service(
+    port: int, key: str, server: subprocess.Popen, workdir: Path, questions: list[str], mode: str, use_wrk: bool
+) -> dict:
     """Run the warm-up, the closed-loop miss and hit runs and the open-loop run; return their summaries."""
+    log = workdir / "server.log"
     limits = httpx.Limits(max_connections=max(CONCURRENCY_LEVELS) * 2, max_keepalive_connections=max(CONCURRENCY_LEVELS) * 2)
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, limits=limits, timeout=60.0) as client:
@@ -339,21 +421,36 @@ async def measure_service(port: int, key: str, server: subprocess.Popen, log: Pa
         def bodies(texts: list[str]) -> list[dict]:
             return [{"query": text, "memory": MEMORY, "mode": mode, "top_k": TOP_K, "hops": HOPS} for text in texts]
 
+        async def measured(run) -> dict:
+            """Await one run and add the server's CPU milliseconds per request to its summary."""
+            cpu_before = process_cpu_seconds(server.pid)
+            summary = await run
+            if not isinstance(summary, dict):
+                summary = summary.summary()
+                summary["load_generator"] = "httpx"
+            cpu_after = process_cpu_seconds(server.pid)
+            if cpu_before is not None and cpu_after is not None and summary["requests"]:
+                summary["server_cpu_ms_per_request"] = round((cpu_after - cpu_before) * 1000 / summary["requests"], 2)
+            return summary
+
         offset = 0
         misses: dict[int, dict] = {}
         hits: dict[int, dict] = {}
         for concurrency in CONCURRENCY_LEVELS:
             texts = questions[offset : offset + MISS_REQUESTS[concurrency]]
             offset += len(texts)
-            misses[concurrency] = (await closed_loop(client, bodies(texts), concurrency)).summary()
-            repeated = [texts[index % len(texts)] for index in range(HIT_REQUESTS[concurrency])]
-            hits[concurrency] = (await closed_loop(client, bodies(repeated), concurrency)).summary()
+            misses[concurrency] = await measured(closed_loop(client, bodies(texts), concurrency))
+            if use_wrk:
+                hits[concurrency] = await measured(wrk_closed_loop(port, key, bodies(texts), concurrency, workdir))
+            else:
+                repeated = [texts[index % len(texts)] for index in range(HIT_REQUESTS[concurrency])]
+                hits[concurrency] = await measured(closed_loop(client, bodies(repeated), concurrency))
             logger.info("%d clients: misses %s, hits %s", concurrency, misses[concurrency], hits[concurrency])
 
         max_miss_rate = max(summary["requests_per_second"] for summary in misses.values())
         rate = max_miss_rate / 2
         texts = questions[offset : offset + OPEN_LOOP_REQUESTS]
-        open_figures = (await open_loop(client, bodies(texts), rate)).summary()
+        open_figures = await measured(open_loop(client, bodies(texts), rate))
         open_figures["offered_requests_per_second"] = round(rate, 1)
 
     return {
@@ -364,15 +461,20 @@ async def measure_service(port: int, key: str, server: subprocess.Popen, log: Pa
     }
 
 
-def measure_encoder(questions: list[str]) -> dict:
-    """Time `Embedder.encode` in this process on the same texts: one at a time and in batches of 16 and 64."""
+def measure_encoder(questions: list[str], torch_threads: int) -> dict:
+    """Time `Embedder.encode` in this process on the same texts: one at a time and in batches of 16 and 64.
+
+    torch runs with `torch_threads` intra-op threads (0: torch's default), as the service's encoder thread does.
+    """
+    import torch
+
     from graphmem_core.embeddings import Embedder
 
-    # NOTE: torch uses its default thread count here, as the service does. When other processes load the
-    # cores, its intra-op threads wait for each other and these rates fall well below an idle machine's.
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
     embedder = Embedder()
     embedder.encode(["warm-up"])
-    figures = {}
+    figures: dict[str, float] = {"torch_threads": torch.get_num_threads()}
     for batch_size in (1, 16, 64):
         started = time.perf_counter()
         for start in range(0, len(questions), batch_size):
@@ -400,18 +502,22 @@ def check_goals(service: dict, encoder: dict) -> dict:
     return {name: {"value": value, "met": met} for name, (value, met) in results.items()}
 
 
-def run(workdir: Path, mode: str, profile: Path | None) -> dict:
+def run(workdir: Path, mode: str, profile: Path | None, load_generator: str) -> dict:
     """Build or reuse the graph, measure the service and the encoder, and return every figure."""
     load_at_start = os.getloadavg()
     build = build_graph(workdir)
     needed = sum(MISS_REQUESTS.values()) + OPEN_LOOP_REQUESTS
     questions = load_questions(needed)
 
+    from graphmem_core.settings import Settings
+
+    torch_threads = Settings.from_env().torch_threads
+    use_wrk = load_generator == "wrk" or (load_generator == "auto" and shutil.which("wrk") is not None)
     key = secrets.token_hex(24)
     port = free_port()
     server = start_server(workdir, key, port, profile)
     try:
-        service = asyncio.run(measure_service(port, key, server, workdir / "server.log", questions, mode))
+        service = asyncio.run(measure_service(port, key, server, workdir, questions, mode, use_wrk))
     finally:
         # SIGINT lets uvicorn shut down cleanly, which also lets cProfile write its file.
         server.send_signal(2)
@@ -421,9 +527,11 @@ def run(workdir: Path, mode: str, profile: Path | None) -> dict:
             server.kill()
             server.wait()
 
-    encoder = measure_encoder(questions[: MISS_REQUESTS[64]])
+    encoder = measure_encoder(questions[: MISS_REQUESTS[64]], torch_threads)
     return {
         "machine": machine_description(),
+        "load_generators": {"misses_and_open_loop": "httpx in the benchmark process", "hits": "wrk -t1" if use_wrk else "httpx in the benchmark process"},
+        "server_torch_threads": torch_threads,
         "load_average_start": [round(value, 2) for value in load_at_start],
         "load_average_end": [round(value, 2) for value in os.getloadavg()],
         "mode": mode,
@@ -443,6 +551,9 @@ def format_steps(steps: dict[str, float]) -> str:
 def print_table(figures: dict) -> None:
     print(f"machine: {figures['machine']}")
     print(f"load average at start {figures['load_average_start']}, at end {figures['load_average_end']}")
+    generators = figures["load_generators"]
+    print(f"load generators on the same cores: misses and open loop {generators['misses_and_open_loop']}, hits {generators['hits']}")
+    print(f"server torch threads {figures['server_torch_threads']} (0: torch's default)")
     graph = figures["graph"]
     counts = graph["counts"]
     origin = "reused from the work folder" if graph["reused"] else "built"
@@ -453,7 +564,7 @@ def print_table(figures: dict) -> None:
     service = figures["service"]
     print(f"mode {figures['mode']}, top_k {figures['top_k']}, hops {figures['hops']}; first query (graph load) {service['warm_up_seconds']} s\n")
 
-    print(f"{'run':18} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8}  step p50 ms")
+    print(f"{'run':18} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'cpu ms':>7}  step p50 ms")
     rows = [(f"miss, {c} client{'s' if c > 1 else ''}", service["misses"][c]) for c in service["misses"]]
     rows += [(f"hit, {c} client{'s' if c > 1 else ''}", service["hits"][c]) for c in service["hits"]]
     rows.append((f"open loop {service['open_loop']['offered_requests_per_second']}/s", service["open_loop"]))
@@ -461,11 +572,13 @@ def print_table(figures: dict) -> None:
         errors = sum(summary["errors"].values())
         print(
             f"{label:18} {summary['requests']:8} {errors:6} {summary['p50_ms']:8.1f} {summary['p95_ms']:8.1f} "
-            f"{summary['p99_ms']:8.1f} {summary['requests_per_second']:8.1f}  {format_steps(summary['step_p50_ms'])}"
+            f"{summary['p99_ms']:8.1f} {summary['requests_per_second']:8.1f} {summary.get('server_cpu_ms_per_request', float('nan')):7.2f}"
+            f"  {format_steps(summary['step_p50_ms'])}"
         )
 
     encoder = figures["encoder"]
-    print(f"\nencoder in-process, texts/s: {format_steps(encoder)}")
+    print("\ncpu ms: the server process's CPU time per request during the run")
+    print(f"encoder in-process, texts/s: {format_steps(encoder)}")
     print("\ngoals:")
     for name, result in figures["goals"].items():
         print(f"  {name}: {result['value']} ({'met' if result['met'] else 'missed'})")
@@ -480,6 +593,12 @@ def main() -> int:
         type=Path,
         help="write a cProfile file of the server's event-loop thread to this path (queries run in worker threads, which it does not see)",
     )
+    parser.add_argument(
+        "--hit-load-generator",
+        default="auto",
+        choices=("auto", "wrk", "httpx"),
+        help="client of the cache-hit runs: wrk, the asyncio httpx client, or auto (wrk when it is on the PATH)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     arguments = parser.parse_args()
 
@@ -489,7 +608,7 @@ def main() -> int:
     workdir = arguments.workdir or Path(tempfile.mkdtemp(prefix="graphmem-query-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        figures = run(workdir, arguments.mode, arguments.profile)
+        figures = run(workdir, arguments.mode, arguments.profile, arguments.hit_load_generator)
     finally:
         if arguments.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

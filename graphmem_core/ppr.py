@@ -19,11 +19,12 @@ from graphmem_core.errors import InvalidInputError
 DEFAULT_DAMPING = 0.85
 
 # Power iteration stops when the scores move by less than this in L1 norm between two steps. The
-# error after stopping is at most this times damping / (1 - damping), far below the score gaps that
-# decide a ranking.
-TOLERANCE = 1e-9
+# error after stopping is at most this times damping / (1 - damping). On the query benchmark's podcast
+# graph (18,000 vertices), 1e-6 took 3.7 ms a query against 5.5 ms at 1e-9, and 105 results in all
+# four modes were identical at 1e-9, 1e-6 and 1e-5. At 1e-4, 5 of them changed.
+TOLERANCE = 1e-6
 
-# A bound on the steps; with damping 0.85 the tolerance is reached after about 130.
+# A bound on the steps; with damping 0.85 the tolerance is reached after well under 100.
 MAX_ITERATIONS = 500
 
 
@@ -44,33 +45,42 @@ class TransitionMatrix:
         adjacency = sparse.csr_matrix((values, (rows, columns)), shape=(self.vertex_count, self.vertex_count))
         strength = np.asarray(adjacency.sum(axis=1)).ravel()
         self.dangling = strength <= 0.0
+        self._dangling_vertices = np.flatnonzero(self.dangling)
         inverse = np.divide(1.0, strength, out=np.zeros_like(strength), where=~self.dangling)
         # Column-stochastic for the non-dangling vertices: step(p) = transposed_walk @ p.
         self.transposed_walk = (sparse.diags(inverse) @ adjacency).T.tocsr()
 
-    def personalized_pagerank(self, reset: np.ndarray, damping: float) -> np.ndarray:
-        """Return the stationary distribution of the walk that restarts at `reset` (which sums to 1)."""
+    def personalized_pagerank(self, reset: np.ndarray, damping: float, tolerance: float = TOLERANCE) -> np.ndarray:
+        """Return the stationary distribution of the walk that restarts at `reset` (which sums to 1), to within `tolerance`."""
         scores = reset.copy()
         for _ in range(MAX_ITERATIONS):
             # A walker at a vertex without edges restarts at the seeds, as in igraph.
-            stuck = float(scores[self.dangling].sum())
-            following = damping * (self.transposed_walk @ scores) + (damping * stuck + 1.0 - damping) * reset
-            change = float(np.abs(following - scores).sum())
+            stuck = float(scores[self._dangling_vertices].sum())
+            following = self.transposed_walk @ scores
+            following *= damping
+            following += (damping * stuck + 1.0 - damping) * reset
+            scores -= following
+            change = float(np.abs(scores).sum())
             scores = following
-            if change < TOLERANCE:
+            if change < tolerance:
                 break
         return scores
 
 
 def personalized_pagerank(
-    graph: igraph.Graph, seeds: Mapping[int, float], damping: float = DEFAULT_DAMPING, transition: TransitionMatrix | None = None
+    graph: igraph.Graph,
+    seeds: Mapping[int, float],
+    damping: float = DEFAULT_DAMPING,
+    transition: TransitionMatrix | None = None,
+    tolerance: float = TOLERANCE,
 ) -> np.ndarray:
     """Return the personalised PageRank of every vertex for a restart distribution over `seeds`.
 
     `seeds` maps vertex indices to non-negative weights, which are normalised to sum to 1. Edge
     weights come from the `weight` edge attribute when the graph has one. The result sums to 1 over
     the vertices, or is all zeros when no seed has a positive weight. Pass the graph's
-    `TransitionMatrix` to skip building it on every call.
+    `TransitionMatrix` to skip building it on every call. Iteration stops once a step changes the
+    scores by less than `tolerance` in L1 norm.
     """
     if not 0.0 <= damping < 1.0:
         raise InvalidInputError(f"damping={damping} is out of range: use a probability in [0, 1)")
@@ -92,4 +102,4 @@ def personalized_pagerank(
         transition = TransitionMatrix(graph)
     elif transition.vertex_count != vertex_count:
         raise InvalidInputError(f"the transition matrix has {transition.vertex_count} vertices, the graph {vertex_count}: build it from this graph")
-    return transition.personalized_pagerank(reset / total, damping)
+    return transition.personalized_pagerank(reset / total, damping, tolerance)

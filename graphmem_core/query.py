@@ -8,7 +8,7 @@ each mode's chunk score.
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 
 import numpy as np
@@ -123,40 +123,82 @@ class QueryEngine:
         top_k: int = 5,
         hops: int = 1,
         mode: QueryMode | str = QueryMode.HYBRID,
+        vectors: Mapping[str, np.ndarray] | None = None,
     ) -> QueryResult:
-        """Return the `top_k` best chunks for `mode`, the most relevant entities with `hops` of neighbours, and their communities."""
-        mode = parse_mode(mode)
-        text = text.strip()
-        if not text:
-            raise InvalidInputError("the query text is empty: pass the question to search for")
-        if len(text) > MAX_QUERY_CHARS:
-            raise InvalidInputError(f"the query has {len(text)} characters, more than the limit {MAX_QUERY_CHARS}: shorten it")
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise InvalidInputError(f"top_k={top_k} is out of range: use 1 to {MAX_TOP_K}")
-        if not 0 <= hops <= MAX_HOPS:
-            raise InvalidInputError(f"hops={hops} is out of range: use 0 to {MAX_HOPS}")
+        """Return the `top_k` best chunks for `mode`, the most relevant entities with `hops` of neighbours, and their communities.
 
+        `vectors` may hold vectors of the query text and names already encoded, such as those that
+        `texts_to_encode` listed, so that the query encodes nothing itself.
+        """
         started = time.perf_counter()
+        mode, text = _validated(text, top_k, hops, mode)
         model = model_key(self.embedder.model_name)
         # The version is read before computing, so a result that raced with a write is stored under
         # the older version, which no later query reads.
         version = self.store.graph_version(tenant, memory)
-        parameters = {"format": ANSWER_CACHE_FORMAT, "text": text, "top_k": top_k, "hops": hops, "model": model, "mode": mode.value}
-        result_key = cache_key("answer", tenant, memory, version, parameters)
-        cached = self.cache.get_model(result_key, QueryResult)
+        result_key = self._answer_key(tenant, memory, version, text, top_k, hops, model, mode)
+        cached = self._read_answer(result_key, started)
         if cached is not None:
-            elapsed = (time.perf_counter() - started) * 1000
-            logger.debug("%s query in %s/%s served from the cache at graph version %d in %.1f ms", mode.value, tenant, memory, version, elapsed)
-            return cached.model_copy(update={"cached": True, "timings_ms": {"cache": elapsed, "total": elapsed}})
+            logger.debug("%s query in %s/%s served from the cache at graph version %d", mode.value, tenant, memory, version)
+            return cached
 
+        known = dict(vectors) if vectors else {}
         if mode is QueryMode.NAIVE:
-            result = self._naive(tenant, memory, text, top_k, hops, model)
+            result = self._naive(tenant, memory, text, top_k, hops, model, known)
         else:
-            result = self._graph_query(tenant, memory, text, top_k, hops, model, version, mode)
+            result = self._graph_query(tenant, memory, text, top_k, hops, model, version, mode, known)
         result.timings_ms["total"] = (time.perf_counter() - started) * 1000
         logger.debug("%s query in %s/%s took %.1f ms", mode.value, tenant, memory, result.timings_ms["total"])
         self.cache.set_model(result_key, result)
         return result
+
+    def cached_query(
+        self,
+        tenant: str,
+        memory: str,
+        text: str,
+        top_k: int = 5,
+        hops: int = 1,
+        mode: QueryMode | str = QueryMode.HYBRID,
+    ) -> QueryResult | None:
+        """Return the cached result that `query` would return for these arguments, or None when it would compute one.
+
+        It reads the graph version and the cache only, so with the in-process cache it takes well
+        under a millisecond and can run on an event loop.
+        """
+        started = time.perf_counter()
+        mode, text = _validated(text, top_k, hops, mode)
+        model = model_key(self.embedder.model_name)
+        version = self.store.graph_version(tenant, memory)
+        return self._read_answer(self._answer_key(tenant, memory, version, text, top_k, hops, model, mode), started)
+
+    def texts_to_encode(self, tenant: str, memory: str, text: str, mode: QueryMode | str = QueryMode.HYBRID) -> list[str]:
+        """Return the texts that `query` would encode: the query text and names found in it with no known vector.
+
+        A caller that batches encodings (the query service) encodes these and passes them to `query`
+        as `vectors`. A graph mode loads the namespace's graph here when it is not in memory yet.
+        """
+        mode, text = _validated(text, 1, 0, mode)
+        model = model_key(self.embedder.model_name)
+        if mode is QueryMode.NAIVE:
+            return [] if self._cached_vector(tenant, model, text) is not None else [text]
+        graph = self._namespace_graph(tenant, memory, model, self.store.graph_version(tenant, memory))
+        names = self._query_names(text) if mode is not QueryMode.GLOBAL else []
+        vectors = self._known_vectors(tenant, model, [text, *names], names, graph)
+        return [value for value in dict.fromkeys([text, *names]) if value not in vectors]
+
+    @staticmethod
+    def _answer_key(tenant: str, memory: str, version: int, text: str, top_k: int, hops: int, model: str, mode: QueryMode) -> str:
+        parameters = {"format": ANSWER_CACHE_FORMAT, "text": text, "top_k": top_k, "hops": hops, "model": model, "mode": mode.value}
+        return cache_key("answer", tenant, memory, version, parameters)
+
+    def _read_answer(self, key: str, started: float) -> QueryResult | None:
+        """Return the result cached under `key` marked as cached with its lookup time, or None on a miss."""
+        cached = self.cache.get_model(key, QueryResult)
+        if cached is None:
+            return None
+        elapsed = (time.perf_counter() - started) * 1000
+        return cached.model_copy(update={"cached": True, "timings_ms": {"cache": elapsed, "total": elapsed}})
 
     def prepare(self, tenant: str, memory: str) -> None:
         """Load the namespace's graph and encode its community summaries, so the next graph query returns without that delay."""
@@ -168,14 +210,17 @@ class QueryEngine:
 
     def _query_vector(self, tenant: str, model: str, text: str) -> np.ndarray:
         """Return the unit-norm vector of `text`, from the cache when this tenant asked it before."""
-        key = cache_key("query_vector", tenant, _TENANT_WIDE, 0, {"model": model, "text": text})
-        vector = self.cache.get_vector(key)
-        if vector is not None and vector.ndim == 1:
+        vector = self._cached_vector(tenant, model, text)
+        if vector is not None:
             return vector
 
         vector = self.embedder.encode([text])[0]
-        self.cache.set_vector(key, vector)
+        self.cache.set_vector(_vector_key(tenant, model, text), vector)
         return vector
+
+    def _cached_vector(self, tenant: str, model: str, text: str) -> np.ndarray | None:
+        vector = self.cache.get_vector(_vector_key(tenant, model, text))
+        return vector if vector is not None and vector.ndim == 1 else None
 
     def _text_vectors(self, tenant: str, model: str, texts: Sequence[str]) -> np.ndarray:
         """Return one unit-norm vector per text, read from the cache, then from the store's vectors, and encoded last."""
@@ -207,10 +252,14 @@ class QueryEngine:
 
     # Naive mode
 
-    def _naive(self, tenant: str, memory: str, text: str, top_k: int, hops: int, model: str) -> QueryResult:
+    def _naive(self, tenant: str, memory: str, text: str, top_k: int, hops: int, model: str, known: dict[str, np.ndarray]) -> QueryResult:
         """Rank chunks by vector similarity and return the entities they mention with their neighbourhood."""
         timer = _Timer()
-        vector = self._query_vector(tenant, model, text)
+        if text in known:
+            vector = known[text]
+            self.cache.set_vector(_vector_key(tenant, model, text), vector)
+        else:
+            vector = self._query_vector(tenant, model, text)
         timer.lap("embed")
 
         hits = self.store.search_chunks(tenant, memory, model, vector, top_k)
@@ -240,9 +289,14 @@ class QueryEngine:
             timings_ms=timer.timings,
         )
 
-    def _neighbourhood(self, tenant: str, memory: str, seeds: list[str], hops: int) -> tuple[list[Entity], list[Relation]]:
+    def _neighbourhood(
+        self, tenant: str, memory: str, seeds: list[str], hops: int, graph: NamespaceGraph | None = None
+    ) -> tuple[list[Entity], list[Relation]]:
         """Return the seeds with `hops` of neighbours, and the relations among them ordered by the rank of their best endpoint."""
-        neighbourhood = self.store.neighbourhood(tenant, memory, seeds, hops=hops)
+        if graph is not None and graph.in_memory:
+            neighbourhood = graph.neighbourhood(seeds, hops=hops)
+        else:
+            neighbourhood = self.store.neighbourhood(tenant, memory, seeds, hops=hops)
         seed_rank = {entity_id: rank for rank, entity_id in enumerate(seeds)}
         unranked = len(seeds)
         relations = sorted(
@@ -253,25 +307,26 @@ class QueryEngine:
 
     # Graph modes
 
-    def _graph_query(self, tenant: str, memory: str, text: str, top_k: int, hops: int, model: str, version: int, mode: QueryMode) -> QueryResult:
+    def _graph_query(
+        self, tenant: str, memory: str, text: str, top_k: int, hops: int, model: str, version: int, mode: QueryMode, known: dict[str, np.ndarray]
+    ) -> QueryResult:
         """Rank chunks, entities and communities of the local, global or hybrid mode."""
         timer = _Timer()
-        vector = self._query_vector(tenant, model, text)
+        graph = self._namespace_graph(tenant, memory, model, version)
+        timer.lap("graph")
+
         names = self._query_names(text) if mode is not QueryMode.GLOBAL else []
-        name_vectors = dict(zip(names, self._text_vectors(tenant, model, names), strict=True))
+        vector, name_vectors = self._encode_query(tenant, model, text, names, graph, known)
         timer.lap("embed")
 
         pool = max(top_k, SEARCH_POOL)
-        hits = self.store.search_chunks(tenant, memory, model, vector, pool)
+        hits = self._search(tenant, memory, model, graph, vector, pool)
         timer.lap("search")
         if not hits:
-            timer.lap("graph")
             timer.lap("communities")
             return QueryResult(query=text, mode=mode, chunks=[], entities=[], relations=[], communities=[], timings_ms=timer.timings)
 
-        graph = self._namespace_graph(tenant, memory, model, version)
         cosine = {row: hit.score for hit in hits if (row := graph.chunk_row.get(hit.chunk.id)) is not None}
-        timer.lap("graph")
 
         ranked_communities: list[tuple[int, float]] = []
         community_score: dict[int, float] = {}
@@ -291,7 +346,7 @@ class QueryEngine:
 
         ranked = sorted(scores, key=lambda row: (-scores[row], graph.chunk_ids[row]))[:top_k]
         chunks = self._chunk_hits(tenant, memory, graph, hits, ranked, scores)
-        entities, relations = self._neighbourhood(tenant, memory, seeds, hops) if seeds else ([], [])
+        entities, relations = self._neighbourhood(tenant, memory, seeds, hops, graph) if seeds else ([], [])
         timer.lap("graph")
 
         communities = self._result_communities(tenant, memory, graph, ranked_communities, seeds, entity_relevance)
@@ -353,6 +408,51 @@ class QueryEngine:
         entity_relevance = entity_mass / np.maximum(graph.entity_strength, 1.0)
         return scores, entity_relevance
 
+    def _encode_query(
+        self, tenant: str, model: str, text: str, names: list[str], graph: NamespaceGraph, known: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Return the query's vector and one vector per name, encoding those not known yet in one call."""
+        vectors = self._known_vectors(tenant, model, [text, *names], names, graph)
+        vectors.update((value, vector) for value, vector in known.items() if value not in vectors)
+        to_encode = [value for value in dict.fromkeys([text, *names]) if value not in vectors]
+        if to_encode:
+            for value, vector in zip(to_encode, self.embedder.encode(to_encode), strict=True):
+                vectors[value] = vector
+        for value in dict.fromkeys([text, *names]):
+            if value in known or value in to_encode:
+                self.cache.set_vector(_vector_key(tenant, model, value), vectors[value])
+        return vectors[text], {name: vectors[name] for name in names}
+
+    def _known_vectors(self, tenant: str, model: str, texts: list[str], names: list[str], graph: NamespaceGraph) -> dict[str, np.ndarray]:
+        """Return the vectors of `texts` known without encoding: names from the graph's entity names, then the cache, then the store."""
+        vectors: dict[str, np.ndarray] = {}
+        for name in names:
+            vector = graph.name_vector(name)
+            if vector is not None:
+                vectors[name] = vector
+        for value in dict.fromkeys(texts):
+            if value not in vectors and (cached := self._cached_vector(tenant, model, value)) is not None:
+                vectors[value] = cached
+
+        unknown_names = [name for name in names if name not in vectors]
+        if unknown_names:
+            stored = self.store.get_embeddings(tenant, model, sorted({text_hash(name) for name in unknown_names}))
+            for name in unknown_names:
+                if text_hash(name) in stored:
+                    vectors[name] = stored[text_hash(name)]
+        return vectors
+
+    def _search(self, tenant: str, memory: str, model: str, graph: NamespaceGraph, vector: np.ndarray, top_k: int) -> list[ChunkHit]:
+        """Return the `top_k` chunks closest to `vector`, searched in memory when the graph contains the chunk vectors."""
+        if not graph.in_memory:
+            return self.store.search_chunks(tenant, memory, model, vector, top_k)
+        assert graph.chunks is not None
+        hits = []
+        for row, score in graph.search_chunks(vector, top_k):
+            chunk = graph.chunks[row]
+            hits.append(ChunkHit(chunk=chunk, score=score, document_title=graph.document_titles.get(chunk.document_id)))
+        return hits
+
     def _query_names(self, text: str) -> list[str]:
         """Return the distinct names that the rule-based extractor finds in the query, in order of appearance."""
         chunk = Chunk(
@@ -378,6 +478,9 @@ class QueryEngine:
         missing = [row for row in dict.fromkeys(rows) if row not in cosine]
         if not missing:
             return
+        if graph.chunk_vectors is not None:
+            cosine.update(graph.chunk_cosines(missing, vector))
+            return
         stored = self.store.get_embeddings(tenant, model, sorted({graph.chunk_text_hashes[row] for row in missing}))
         for row in missing:
             chunk_vector = stored.get(graph.chunk_text_hashes[row])
@@ -389,10 +492,14 @@ class QueryEngine:
         """Return the ranked chunk rows as `ChunkHit`s carrying the mode's score, reading chunks that vector search did not return."""
         by_id = {hit.chunk.id: hit for hit in hits}
         missing = [graph.chunk_ids[row] for row in ranked if graph.chunk_ids[row] not in by_id]
-        chunks = {chunk.id: chunk for chunk in self.store.get_chunks(tenant, memory, chunk_ids=missing)} if missing else {}
-        titles = {}
-        if chunks:
-            documents = self.store.get_documents(tenant, memory, sorted({chunk.document_id for chunk in chunks.values()}))
+        chunks: dict[str, Chunk] = {}
+        titles: dict[str, str | None] = {}
+        if graph.chunks is not None:
+            chunks = {graph.chunk_ids[row]: graph.chunks[row] for row in ranked if graph.chunk_ids[row] not in by_id}
+            titles = graph.document_titles
+        elif missing:
+            chunks = {chunk.id: chunk for chunk in self.store.get_chunks(tenant, memory, chunk_ids=missing)}
+            documents = self.store.get_documents(tenant, memory, sorted({chunk.document_id for chunk in chunks.values()})) if chunks else []
             titles = {document.id: document.title for document in documents}
 
         results = []
@@ -436,9 +543,33 @@ class QueryEngine:
             return sum(float(entity_relevance[graph.entity_row[m]]) for m in community.member_ids if m in graph.entity_row)
 
         listed = {community.id for community in communities}
-        around = [c for c in self.store.get_communities(tenant, memory, level=0, entity_ids=seeds) if c.id not in listed]
+        if graph.in_memory:
+            found = graph.communities_of(seeds, level=0)
+        else:
+            found = self.store.get_communities(tenant, memory, level=0, entity_ids=seeds)
+        around = [c for c in found if c.id not in listed]
         communities.extend(sorted(around, key=lambda c: (-relevance_of(c), c.id)))
         return communities
+
+
+def _vector_key(tenant: str, model: str, text: str) -> str:
+    """Return the cache key of a text's vector, shared by every memory of the tenant."""
+    return cache_key("query_vector", tenant, _TENANT_WIDE, 0, {"model": model, "text": text})
+
+
+def _validated(text: str, top_k: int, hops: int, mode: QueryMode | str) -> tuple[QueryMode, str]:
+    """Return the parsed mode and the stripped text, raising `InvalidInputError` for an argument out of range."""
+    mode = parse_mode(mode)
+    text = text.strip()
+    if not text:
+        raise InvalidInputError("the query text is empty: pass the question to search for")
+    if len(text) > MAX_QUERY_CHARS:
+        raise InvalidInputError(f"the query has {len(text)} characters, more than the limit {MAX_QUERY_CHARS}: shorten it")
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise InvalidInputError(f"top_k={top_k} is out of range: use 1 to {MAX_TOP_K}")
+    if not 0 <= hops <= MAX_HOPS:
+        raise InvalidInputError(f"hops={hops} is out of range: use 0 to {MAX_HOPS}")
+    return mode, text
 
 
 def parse_mode(mode: QueryMode | str) -> QueryMode:

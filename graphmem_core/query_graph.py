@@ -7,6 +7,10 @@ Every edge weight counts evidence: a relation edge counts the sentences that sta
 weight, summed over relation types between the same two entities), and a mention edge counts how
 often the chunk mentions the entity.
 
+`NamespaceGraph` also answers the per-query reads of a graph query from memory: vector search over
+the chunks, chunk texts and document titles, relation neighbourhoods and the communities of an
+entity. They return what the store's calls of the same names return, without a store round trip.
+
 `GraphCache` keeps the graphs of the most recently queried namespaces in memory, keyed by graph
 version, so a query does not reload them and a new materialisation is picked up by the next query.
 """
@@ -19,12 +23,14 @@ from collections.abc import Callable, Sequence
 
 import igraph
 import numpy as np
+from scipy import sparse
 
 from graphmem_core.errors import ConfigurationError
 from graphmem_core.ids import text_hash
-from graphmem_core.models import Community, Entity
+from graphmem_core.models import Chunk, Community, Entity, Neighbourhood, Relation
 from graphmem_core.ppr import TransitionMatrix
 from graphmem_core.stores.base import GraphStore
+from graphmem_core.vector_index import EXACT_SEARCH_MAX_VECTORS, VectorIndex
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +45,15 @@ LOAD_BATCH_IDS = 10_000
 # A community of one entity summarises only that entity, whose name vector the local mode already
 # matches, so global ranking skips such communities and encodes far fewer summaries.
 MIN_COMMUNITY_MEMBERS = 2
+
+# Namespaces with at most this many chunks keep their chunk vectors in memory and are searched by one
+# matrix product, as the libSQL store's exact index does: 20,000 vectors of 384 floats take 31 MB.
+# Larger namespaces read vectors and search through the store on every query.
+IN_MEMORY_MAX_CHUNKS = EXACT_SEARCH_MAX_VECTORS
+
+# Entities reached by `NamespaceGraph.neighbourhood` unless the caller passes a limit; the same
+# default as `GraphStore.neighbourhood`.
+NEIGHBOURHOOD_LIMIT = 200
 
 EncodeFunction = Callable[[list[str]], np.ndarray]
 
@@ -59,6 +74,12 @@ class NamespaceGraph:
         mention_pairs: dict[tuple[int, int], int],
         relation_weights: dict[tuple[int, int], float],
         communities: list[Community],
+        *,
+        chunks: list[Chunk] | None = None,
+        chunk_vectors: dict[str, np.ndarray] | None = None,
+        document_titles: dict[str, str | None] | None = None,
+        relations: list[Relation] | None = None,
+        all_communities: list[Community] | None = None,
     ) -> None:
         self.version = version
         self.entities = entities
@@ -69,6 +90,7 @@ class NamespaceGraph:
             for name in dict.fromkeys(form.casefold() for form in [entity.name, *entity.aliases]):
                 self.rows_by_name[name].append(row)
         self.name_vectors = name_vectors
+        self._name_rows = {text_hash(entity.name): row for row, entity in enumerate(entities)}
         self.chunk_ids = chunk_ids
         self.chunk_row = {chunk_id: row for row, chunk_id in enumerate(chunk_ids)}
         self.chunk_text_hashes = chunk_text_hashes
@@ -80,6 +102,10 @@ class NamespaceGraph:
         self.mention_count = np.array([mention_pairs[pair] for pair in pairs], dtype=np.float64)
         # Distinct chunks that mention each entity. A name found in many chunks is weak evidence for any one of them.
         self.entity_chunk_count = np.bincount(self.mention_entity, minlength=len(entities)).astype(np.float64)
+        # Mention counts as an entity-by-chunk matrix, so the chunks of a set of entities are one sparse sum.
+        self._mentions = sparse.csr_matrix(
+            (self.mention_count, (self.mention_entity, self.mention_chunk)), shape=(len(entities), len(chunk_ids))
+        )
 
         self.graph = _build_graph(len(entities), len(chunk_ids), pairs, self.mention_count, relation_weights)
         self.transition = TransitionMatrix(self.graph)
@@ -90,6 +116,61 @@ class NamespaceGraph:
         # Summary vectors of `communities`, filled on the first call of `community_vectors`.
         self._community_vectors: np.ndarray | None = None
         self._lock = threading.Lock()
+
+        self._set_chunk_data(chunks, chunk_vectors, document_titles)
+        self._set_relations(relations)
+        self._set_entity_communities(all_communities)
+
+    def _set_chunk_data(
+        self, chunks: list[Chunk] | None, chunk_vectors: dict[str, np.ndarray] | None, document_titles: dict[str, str | None] | None
+    ) -> None:
+        """Keep the chunks, their titles and vectors for in-memory search; leave them None when the store must serve them."""
+        self.chunks = chunks
+        self.document_titles = document_titles if document_titles is not None else {}
+        # Stored vectors by chunk row (zero rows for chunks without one) and the exact index over those that have one.
+        self.chunk_vectors: np.ndarray | None = None
+        self.chunk_has_vector: np.ndarray | None = None
+        self.chunk_index: VectorIndex | None = None
+        if chunks is None or chunk_vectors is None:
+            return
+
+        dimension = next((vector.shape[0] for vector in chunk_vectors.values()), 0)
+        matrix = np.zeros((len(self.chunk_ids), dimension), dtype=np.float32)
+        has_vector = np.zeros(len(self.chunk_ids), dtype=bool)
+        for row, hash_ in enumerate(self.chunk_text_hashes):
+            vector = chunk_vectors.get(hash_)
+            if vector is not None:
+                matrix[row] = vector
+                has_vector[row] = True
+        self.chunk_vectors = matrix
+        self.chunk_has_vector = has_vector
+        rows = np.flatnonzero(has_vector)
+        if rows.size:
+            self.chunk_index = VectorIndex.build([self.chunk_ids[row] for row in rows], matrix[rows], kind="exact")
+
+    def _set_relations(self, relations: list[Relation] | None) -> None:
+        """Index the relations by endpoint, in the order `GraphStore.neighbourhood` reads them (weight descending, then id)."""
+        self.relations = sorted(relations, key=lambda r: (-r.weight, r.id)) if relations is not None else None
+        self._relations_by_entity: dict[str, list[int]] = defaultdict(list)
+        for position, relation in enumerate(self.relations or []):
+            self._relations_by_entity[relation.source_id].append(position)
+            if relation.target_id != relation.source_id:
+                self._relations_by_entity[relation.target_id].append(position)
+
+    def _set_entity_communities(self, all_communities: list[Community] | None) -> None:
+        """Index every community by level and member, for `communities_of` (which `GraphStore.get_communities` serves otherwise)."""
+        self._communities_by_member: dict[tuple[int, str], list[Community]] | None = None
+        if all_communities is None:
+            return
+        self._communities_by_member = defaultdict(list)
+        for community in all_communities:
+            for member in community.member_ids:
+                self._communities_by_member[(community.level, member)].append(community)
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether search, chunk reads, neighbourhoods and entity communities are served from memory."""
+        return self.chunk_vectors is not None and self.relations is not None and self._communities_by_member is not None
 
     @property
     def entity_count(self) -> int:
@@ -104,12 +185,72 @@ class NamespaceGraph:
         return self.entity_count + chunk_row
 
     def chunks_mentioning(self, entity_rows: Sequence[int]) -> dict[int, float]:
-        """Return, for every chunk that mentions any of `entity_rows`, how many mentions of them it has."""
-        mask = np.isin(self.mention_entity, np.asarray(entity_rows, dtype=np.int64))
-        counts: dict[int, float] = defaultdict(float)
-        for chunk, count in zip(self.mention_chunk[mask].tolist(), self.mention_count[mask].tolist(), strict=True):
-            counts[chunk] += count
-        return dict(counts)
+        """Return, for every chunk that mentions any of `entity_rows`, how many mentions of them it has, by chunk row."""
+        rows = np.unique(np.asarray(entity_rows, dtype=np.int64))
+        if rows.size == 0:
+            return {}
+        totals = np.asarray(self._mentions[rows].sum(axis=0)).ravel()
+        chunks = np.flatnonzero(totals)
+        return dict(zip(chunks.tolist(), totals[chunks].tolist(), strict=True))
+
+    def search_chunks(self, vector: np.ndarray, top_k: int) -> list[tuple[int, float]]:
+        """Return up to `top_k` (chunk row, cosine) pairs, best first and ties by chunk id, as the store's exact search ranks them."""
+        if self.chunk_index is None:
+            return []
+        return [(self.chunk_row[chunk_id], score) for chunk_id, score in self.chunk_index.search(vector, top_k)]
+
+    def chunk_cosines(self, rows: Sequence[int], vector: np.ndarray) -> dict[int, float]:
+        """Return the dot product of each row's stored vector with `vector`, and 0 for rows without a stored vector."""
+        assert self.chunk_vectors is not None and self.chunk_has_vector is not None
+        indices = np.asarray(rows, dtype=np.int64)
+        scores = self.chunk_vectors[indices] @ np.asarray(vector, dtype=np.float32)
+        scores = np.where(self.chunk_has_vector[indices], scores, 0.0)
+        return dict(zip(indices.tolist(), scores.tolist(), strict=True))
+
+    def neighbourhood(self, entity_ids: Sequence[str], hops: int = 1, limit: int = NEIGHBOURHOOD_LIMIT) -> Neighbourhood:
+        """Return the entities within `hops` relations of `entity_ids` and the relations among them, as `GraphStore.neighbourhood` does.
+
+        Each hop reads the relations of the frontier, heaviest first, and adds their endpoints until
+        `limit` entities are reached. A relation is kept when both endpoints are reached by then.
+        """
+        assert self.relations is not None
+        reached: list[str] = list(dict.fromkeys(entity_ids))[:limit]
+        known = set(reached)
+        frontier = list(reached)
+        kept: set[int] = set()
+
+        for _ in range(max(hops, 0)):
+            if not frontier or len(known) >= limit:
+                break
+            positions = sorted({position for entity_id in frontier for position in self._relations_by_entity.get(entity_id, ())})
+            next_frontier: list[str] = []
+            for position in positions:
+                relation = self.relations[position]
+                for endpoint in (relation.source_id, relation.target_id):
+                    if endpoint not in known and len(known) < limit:
+                        known.add(endpoint)
+                        reached.append(endpoint)
+                        next_frontier.append(endpoint)
+                if relation.source_id in known and relation.target_id in known:
+                    kept.add(position)
+            frontier = next_frontier
+
+        entities = [self.entities[self.entity_row[entity_id]] for entity_id in reached if entity_id in self.entity_row]
+        return Neighbourhood(entities=entities, relations=[self.relations[position] for position in sorted(kept)])
+
+    def communities_of(self, entity_ids: Sequence[str], level: int) -> list[Community]:
+        """Return the distinct communities at `level` that contain any of `entity_ids`, in no particular order."""
+        assert self._communities_by_member is not None
+        found: dict[str, Community] = {}
+        for entity_id in entity_ids:
+            for community in self._communities_by_member.get((level, entity_id), ()):
+                found.setdefault(community.id, community)
+        return list(found.values())
+
+    def name_vector(self, name: str) -> np.ndarray | None:
+        """Return the vector of an entity name equal to `name`, which the graph already holds, or None."""
+        row = self._name_rows.get(text_hash(name))
+        return self.name_vectors[row] if row is not None else None
 
     def community_vectors(self, encode_texts: EncodeFunction) -> np.ndarray:
         """Return one unit-norm summary vector per community, encoding the summaries on the first call."""
@@ -167,8 +308,9 @@ def load_namespace_graph(
             if entity is not None:
                 mention_pairs[(entity, chunk_row[link.chunk_id])] += 1
 
+    relations = store.get_relations(tenant, memory)
     relation_weights: dict[tuple[int, int], float] = defaultdict(float)
-    for relation in store.get_relations(tenant, memory):
+    for relation in relations:
         source = entity_row.get(relation.source_id)
         target = entity_row.get(relation.target_id)
         if source is None or target is None or source == target or not relation.weight > 0.0:
@@ -176,7 +318,9 @@ def load_namespace_graph(
         relation_weights[(min(source, target), max(source, target))] += relation.weight
 
     name_vectors = _name_vectors(store, tenant, model, entities, encode_texts)
-    communities = _summary_communities(store.get_communities(tenant, memory))
+    all_communities = store.get_communities(tenant, memory)
+    communities = _summary_communities(all_communities)
+    in_memory = len(chunks) <= IN_MEMORY_MAX_CHUNKS
 
     graph = NamespaceGraph(
         version=version,
@@ -187,6 +331,11 @@ def load_namespace_graph(
         mention_pairs=mention_pairs,
         relation_weights=relation_weights,
         communities=communities,
+        chunks=chunks if in_memory else None,
+        chunk_vectors=_stored_vectors(store, tenant, model, [chunk.text_hash for chunk in chunks]) if in_memory else None,
+        document_titles=_document_titles(store, tenant, memory, chunks) if in_memory else None,
+        relations=relations if in_memory else None,
+        all_communities=all_communities if in_memory else None,
     )
     logger.info(
         "loaded the graph of %s/%s at version %d: %d entities, %d chunks, %d mention links, %d relation edges, %d communities in %.2f s",
@@ -218,13 +367,28 @@ def _build_graph(
     return graph
 
 
-def _name_vectors(store: GraphStore, tenant: str, model: str, entities: list[Entity], encode_texts: EncodeFunction) -> np.ndarray:
-    """Return the unit-norm vector of every entity name, read from the store where resolution cached it."""
-    hashes = [text_hash(entity.name) for entity in entities]
+def _stored_vectors(store: GraphStore, tenant: str, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+    """Return the stored vectors of `model` by text hash, for the hashes that have one."""
     known: dict[str, np.ndarray] = {}
     distinct = sorted(set(hashes))
     for offset in range(0, len(distinct), LOAD_BATCH_IDS):
         known.update(store.get_embeddings(tenant, model, distinct[offset : offset + LOAD_BATCH_IDS]))
+    return known
+
+
+def _document_titles(store: GraphStore, tenant: str, memory: str, chunks: Sequence[Chunk]) -> dict[str, str | None]:
+    """Return the title of every document that `chunks` belong to."""
+    titles: dict[str, str | None] = {}
+    document_ids = sorted({chunk.document_id for chunk in chunks})
+    for offset in range(0, len(document_ids), LOAD_BATCH_IDS):
+        titles.update((document.id, document.title) for document in store.get_documents(tenant, memory, document_ids[offset : offset + LOAD_BATCH_IDS]))
+    return titles
+
+
+def _name_vectors(store: GraphStore, tenant: str, model: str, entities: list[Entity], encode_texts: EncodeFunction) -> np.ndarray:
+    """Return the unit-norm vector of every entity name, read from the store where resolution cached it."""
+    hashes = [text_hash(entity.name) for entity in entities]
+    known = _stored_vectors(store, tenant, model, hashes)
 
     missing = sorted({entity.name for entity, name_hash in zip(entities, hashes, strict=True) if name_hash not in known})
     if missing:

@@ -1,5 +1,6 @@
 """Endpoints of the query service. Every /v1 route takes the tenant from the API key, never from the request."""
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -10,8 +11,9 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
+from graphmem_core.cache import InProcessCache
 from graphmem_core.errors import GraphmemError, InvalidInputError, RetryableError, StoreError
-from graphmem_core.query import QueryResult
+from graphmem_core.query import QueryEngine, QueryResult
 from graphmem_service.auth import ApiKey
 from graphmem_service.errors import ApiError
 from graphmem_service.request_input import (
@@ -64,10 +66,10 @@ def model_response(model: BaseModel, status_code: int = 200) -> Response:
     return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
-async def call_store(function: Callable[[], ResultT]) -> ResultT:
-    """Run blocking store work in a worker thread and turn store failures into 503."""
+async def call_store(function: Callable[[], ResultT], limiter: anyio.CapacityLimiter | None = None) -> ResultT:
+    """Run blocking store work in a worker thread (of `limiter`, default anyio's shared ones) and turn store failures into 503."""
     try:
-        return await anyio.to_thread.run_sync(function, abandon_on_cancel=True)
+        return await anyio.to_thread.run_sync(function, abandon_on_cancel=True, limiter=limiter)
     except (StoreError, RetryableError) as error:
         logger.error("graph store call failed: %s: %s", type(error).__name__, error)
         raise ApiError(
@@ -76,7 +78,12 @@ async def call_store(function: Callable[[], ResultT]) -> ResultT:
 
 
 async def run_query(state: ServiceState, key: ApiKey, parameters: QueryRequest) -> tuple[QueryResult, float]:
-    """Run a query for the key's tenant in a worker thread; return the result and the milliseconds it waited for a thread."""
+    """Run a query for the key's tenant; return the result and the milliseconds it waited for a query thread.
+
+    An in-process cache hit is served on the event loop. Otherwise a query thread looks the result up
+    in the cache and lists the texts to encode, the event loop awaits their encoding by the batching
+    thread, and a query thread computes the result with those vectors.
+    """
     authorize_memory(key, parameters.memory)
     if not state.accepts_mode and parameters.mode != DEFAULT_MODE:
         raise ApiError(422, "invalid_request", f"mode {parameters.mode!r} is not available in this release of the query engine: use {DEFAULT_MODE}", field="mode")
@@ -84,21 +91,84 @@ async def run_query(state: ServiceState, key: ApiKey, parameters: QueryRequest) 
     arguments: dict[str, object] = {"top_k": parameters.top_k, "hops": parameters.hops}
     if state.accepts_mode:
         arguments["mode"] = QueryMode(parameters.mode)
-    submitted = time.perf_counter()
 
-    def query() -> tuple[QueryResult, float]:
-        started = time.perf_counter()
-        result = engine.query(key.tenant, parameters.memory, parameters.query, **arguments)
-        state.metrics.record_query(parameters.mode, result.cached, time.perf_counter() - started)
-        return result, (started - submitted) * 1000
+    hit = read_in_process_hit(state, key, parameters, arguments)
+    if hit is not None:
+        return hit, 0.0
 
     try:
-        return await call_store(query)
+        return await compute_query(state, engine, key, parameters, arguments)
     except InvalidInputError as error:
         raise ApiError(422, "invalid_request", str(error), field="query") from None
     except GraphmemError as error:
         logger.error("query in %s/%s failed: %s: %s", key.tenant, parameters.memory, type(error).__name__, error)
         raise ApiError(500, "query_failed", "the query failed inside the service: retry later or report it with the time of the request") from error
+
+
+async def compute_query(
+    state: ServiceState, engine: QueryEngine, key: ApiKey, parameters: QueryRequest, arguments: dict[str, object]
+) -> tuple[QueryResult, float]:
+    """Read the cache, encode the query texts in a shared batch and compute the result. Return it and the thread wait in ms."""
+    mode = arguments.get("mode", DEFAULT_MODE)
+    queued_ms = 0.0
+    started = time.perf_counter()
+
+    def look_up() -> tuple[QueryResult | None, list[str]]:
+        nonlocal queued_ms
+        queued_ms += (time.perf_counter() - started) * 1000
+        found = engine.cached_query(key.tenant, parameters.memory, parameters.query, **arguments)
+        if found is not None:
+            return found, []
+        return None, engine.texts_to_encode(key.tenant, parameters.memory, parameters.query, mode)
+
+    cached, texts = await call_store(look_up, state.query_threads)
+    if cached is not None:
+        state.metrics.record_query(parameters.mode, True, time.perf_counter() - started)
+        return cached, queued_ms
+
+    assert state.embedder is not None
+    encode_started = time.perf_counter()
+    vectors = dict(zip(texts, await asyncio.wrap_future(state.embedder.submit(texts)), strict=True)) if texts else {}
+    encode_ms = (time.perf_counter() - encode_started) * 1000
+    submitted = time.perf_counter()
+
+    def compute() -> QueryResult:
+        nonlocal queued_ms
+        queued_ms += (time.perf_counter() - submitted) * 1000
+        return engine.query(key.tenant, parameters.memory, parameters.query, vectors=vectors, **arguments)
+
+    result = await call_store(compute, state.query_threads)
+    state.metrics.record_query(parameters.mode, result.cached, time.perf_counter() - started)
+    # The engine's own timings leave out the encoding that the batching thread did for it.
+    timings = dict(result.timings_ms)
+    timings["embed"] = timings.get("embed", 0.0) + encode_ms
+    timings["total"] = timings.get("total", 0.0) + encode_ms
+    return result.model_copy(update={"timings_ms": timings}), queued_ms
+
+
+def read_in_process_hit(state: ServiceState, key: ApiKey, parameters: QueryRequest, arguments: dict[str, object]) -> QueryResult | None:
+    """Return the cached result from the in-process cache on the event loop, or None to run the query in a worker thread.
+
+    A hit costs well under a millisecond (a graph version read and a dictionary lookup), less than the
+    hop to a worker thread. Other caches, such as Redis, wait on the network, so their hits take the thread.
+    """
+    engine = state.require_engine()
+    if not isinstance(state.cache, InProcessCache):
+        return None
+
+    started = time.perf_counter()
+    try:
+        result = engine.cached_query(key.tenant, parameters.memory, parameters.query, **arguments)
+    except InvalidInputError as error:
+        raise ApiError(422, "invalid_request", str(error), field="query") from None
+    except (StoreError, RetryableError) as error:
+        logger.error("graph store call failed: %s: %s", type(error).__name__, error)
+        raise ApiError(
+            503, "store_unavailable", "the graph store request failed: retry later", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        ) from error
+    if result is not None:
+        state.metrics.record_query(parameters.mode, True, time.perf_counter() - started)
+    return result
 
 
 def mode_of(result: QueryResult, requested: str) -> str:

@@ -15,7 +15,7 @@ from graphmem_core.embeddings import model_key
 from graphmem_core.errors import InvalidInputError
 from graphmem_core.extraction import get_extractor
 from graphmem_core.graph_ranking import CHUNK_SEED_SHARE, restart_distribution
-from graphmem_core.ppr import DEFAULT_DAMPING, TransitionMatrix, personalized_pagerank
+from graphmem_core.ppr import DEFAULT_DAMPING, TOLERANCE, TransitionMatrix, personalized_pagerank
 from graphmem_core.query import QueryEngine, QueryMode, QueryResult
 from graphmem_core.query_graph import GraphCache
 from graphmem_core.stores.libsql_store import LibsqlGraphStore
@@ -294,10 +294,14 @@ def test_ppr_power_iteration_matches_igraph():
         reset[vertex] = weight
 
     expected = graph.personalized_pagerank(directed=False, damping=DEFAULT_DAMPING, reset=(reset / reset.sum()).tolist(), weights="weight")
-    actual = personalized_pagerank(graph, seeds, transition=TransitionMatrix(graph))
+    transition = TransitionMatrix(graph)
+    actual = personalized_pagerank(graph, seeds, transition=transition, tolerance=1e-12)
+    default = personalized_pagerank(graph, seeds, transition=transition)
 
     np.testing.assert_allclose(actual, expected, atol=1e-9)
     assert actual.sum() == pytest.approx(1.0)
+    # Stopping at the default tolerance leaves an L1 error of at most tolerance x damping / (1 - damping).
+    assert np.abs(default - expected).sum() <= TOLERANCE * DEFAULT_DAMPING / (1 - DEFAULT_DAMPING)
 
 
 def test_ppr_transition_of_other_graph_rejected():
@@ -305,3 +309,75 @@ def test_ppr_transition_of_other_graph_rejected():
 
     with pytest.raises(InvalidInputError, match="transition matrix has 3 vertices, the graph 5"):
         personalized_pagerank(large, {0: 1.0}, transition=TransitionMatrix(small))
+
+
+def test_graph_reads_match_store(engine: QueryEngine, store: LibsqlGraphStore):
+    model = model_key(engine.embedder.model_name)
+    graph = engine.graphs.get(store, TENANT, MEMORY, model, store.graph_version(TENANT, MEMORY), engine.embedder.encode)
+    entity_ids = [entity.id for entity in graph.entities[:: max(1, graph.entity_count // 15)]]
+
+    assert graph.in_memory
+    for hops in (0, 1, 2):
+        expected = store.neighbourhood(TENANT, MEMORY, entity_ids, hops=hops)
+        assert graph.neighbourhood(entity_ids, hops=hops) == expected
+    expected_communities = store.get_communities(TENANT, MEMORY, level=0, entity_ids=entity_ids)
+    assert sorted(c.id for c in graph.communities_of(entity_ids, level=0)) == sorted(c.id for c in expected_communities)
+
+
+def test_graph_search_matches_store(engine: QueryEngine, store: LibsqlGraphStore, question: dict):
+    model = model_key(engine.embedder.model_name)
+    graph = engine.graphs.get(store, TENANT, MEMORY, model, store.graph_version(TENANT, MEMORY), engine.embedder.encode)
+    vector = engine.embedder.encode([question["question"]])[0]
+
+    expected = store.search_chunks(TENANT, MEMORY, model, vector, 10)
+    found = graph.search_chunks(vector, 10)
+
+    assert [graph.chunk_ids[row] for row, _ in found] == [hit.chunk.id for hit in expected]
+    assert [score for _, score in found] == pytest.approx([hit.score for hit in expected], abs=1e-5)
+
+
+class CountingEmbedder:
+    """The shared embedder with a count of its encode calls, to check which queries encode."""
+
+    def __init__(self, embedder) -> None:
+        self.inner = embedder
+        self.model_name = embedder.model_name
+        self.dimension = embedder.dimension
+        self.calls = 0
+
+    def encode(self, texts, show_progress: bool = False):
+        self.calls += 1
+        return self.inner.encode(texts, show_progress)
+
+
+@pytest.mark.parametrize("mode", ["naive", "hybrid"])
+def test_texts_to_encode_then_query(store: LibsqlGraphStore, embedder, question: dict, mode: str):
+    counting = CountingEmbedder(embedder)
+    engine = QueryEngine(store, counting)
+    reference = QueryEngine(store, embedder).query(TENANT, MEMORY, question["question"], mode=mode)
+    engine.prepare(TENANT, MEMORY)
+    counting.calls = 0
+
+    texts = engine.texts_to_encode(TENANT, MEMORY, question["question"], mode=mode)
+    vectors = dict(zip(texts, embedder.encode(texts), strict=True))
+    result = engine.query(TENANT, MEMORY, question["question"], mode=mode, vectors=vectors)
+
+    assert texts[0] == question["question"]
+    assert counting.calls == 0
+    assert [hit.chunk.id for hit in result.chunks] == [hit.chunk.id for hit in reference.chunks]
+    assert engine.texts_to_encode(TENANT, MEMORY, question["question"], mode=mode) == []
+
+
+def test_cached_query_reads_cache_only(store: LibsqlGraphStore, embedder, question: dict):
+    engine = QueryEngine(store, embedder)
+
+    assert engine.cached_query(TENANT, MEMORY, question["question"], top_k=3) is None
+    computed = engine.query(TENANT, MEMORY, question["question"], top_k=3)
+    cached = engine.cached_query(TENANT, MEMORY, question["question"], top_k=3)
+
+    assert cached is not None
+    assert cached.cached
+    assert cached.chunks == computed.chunks
+    assert set(cached.timings_ms) == {"cache", "total"}
+    with pytest.raises(InvalidInputError, match="top_k=0"):
+        engine.cached_query(TENANT, MEMORY, question["question"], top_k=0)

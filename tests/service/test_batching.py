@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from graphmem_core.errors import ConfigurationError
 from graphmem_service.batching import BatchingEmbedder
 
 QUESTIONS = [
@@ -89,3 +90,37 @@ def test_closed_embedder_rejects_encode():
 
     with pytest.raises(RuntimeError, match="closed"):
         closed.encode(["text"])
+
+
+def test_waiting_texts_share_next_batch(embedder):
+    sizes: list[int] = []
+    threads: list[int] = []
+
+    def record(size: int) -> None:
+        import torch
+
+        sizes.append(size)
+        threads.append(torch.get_num_threads())
+
+    batching = BatchingEmbedder(window_seconds=0.0, max_texts=MAX_TEXTS, on_batch=record, torch_threads=1)
+    batching.model
+    try:
+        # The long request keeps the batching thread busy while the others queue behind it.
+        first = batching.submit([" ".join(QUESTIONS * 4)])
+        waiting = [batching.submit([text]) for text in QUESTIONS]
+        vectors = [future.result() for future in waiting]
+        first.result()
+    finally:
+        batching.close()
+
+    assert sum(sizes) == len(QUESTIONS) + 1
+    assert len(sizes) <= 3, f"queued texts were encoded in batches of {sizes}"
+    assert set(threads) == {1}, "the batching thread runs torch with the configured thread count"
+    expected = embedder.encode(QUESTIONS)
+    for row, vector in enumerate(vectors):
+        np.testing.assert_allclose(vector[0], expected[row], atol=VECTOR_TOLERANCE)
+
+
+def test_negative_torch_threads_rejected():
+    with pytest.raises(ConfigurationError, match="GRAPHMEM_TORCH_THREADS"):
+        BatchingEmbedder(torch_threads=-1)
