@@ -74,11 +74,28 @@ class MetricsMiddleware:
 
         started = time.perf_counter()
         status = 500
+        recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
+            # The router stores the matched route in the scope, which this middleware shares.
+            route = scope.get("route")
+            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
+            self.metrics.requests.labels(route=template, method=method, status=str(status)).inc()
+            self.metrics.request_seconds.labels(route=template, method=method).observe(time.perf_counter() - started)
 
         async def send_with_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+            # Counted before the last body part leaves, so a client that has read the whole
+            # response already finds its request in /metrics.
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                record()
             await send(message)
 
         self.metrics.in_flight.inc()
@@ -86,9 +103,4 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             self.metrics.in_flight.dec()
-            # The router stores the matched route in the scope, which this middleware shares.
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED_ROUTE
-            method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
-            self.metrics.requests.labels(route=template, method=method, status=str(status)).inc()
-            self.metrics.request_seconds.labels(route=template, method=method).observe(time.perf_counter() - started)
+            record()
