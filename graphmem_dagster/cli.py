@@ -28,10 +28,27 @@ JOB_NAME = "ingest"
 CODE_MODULE = "graphmem_dagster.definitions"
 PARTITIONS_NAME = "batches"
 
-_DEFAULT_INSTANCE_YAML = """\
+# Launch runs at once, so `dagster job launch` and `graphmem ingest` work without a daemon.
+_DIRECT_COORDINATOR_YAML = """\
 run_coordinator:
   module: dagster.core.run_coordinator
   class: DefaultRunCoordinator
+"""
+
+# Queue runs and let the daemon start at most four at a time (three Kafka batches), as in the project's dagster.postgres.yaml.
+_QUEUED_COORDINATOR_YAML = """\
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 4
+    tag_concurrency_limits:
+      - key: graphmem/source
+        value: kafka
+        limit: 3
+"""
+
+_COMMON_INSTANCE_YAML = """\
 run_launcher:
   module: dagster.core.launcher
   class: DefaultRunLauncher
@@ -78,8 +95,8 @@ INSTANCE_KIND_VARIABLE = "GRAPHMEM_DAGSTER_INSTANCE"
 
 # Instance kind: (project file copied into a new DAGSTER_HOME, text written when that file is absent).
 INSTANCE_KINDS = {
-    "sqlite": ("dagster.yaml", _DEFAULT_INSTANCE_YAML),
-    "postgres": ("dagster.postgres.yaml", _POSTGRES_STORAGE_YAML + _DEFAULT_INSTANCE_YAML),
+    "sqlite": ("dagster.yaml", _DIRECT_COORDINATOR_YAML + _COMMON_INSTANCE_YAML),
+    "postgres": ("dagster.postgres.yaml", _POSTGRES_STORAGE_YAML + _QUEUED_COORDINATOR_YAML + _COMMON_INSTANCE_YAML),
 }
 
 _POLL_SECONDS = 1.0

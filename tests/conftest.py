@@ -1,8 +1,11 @@
 """Shared fixtures: the real corpora beside the project and one loaded embedding model."""
 
 import os
+import uuid
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -92,3 +95,48 @@ def delete_redis_keys(url: str, prefix: str) -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+def connect_postgres(url: str, database: str | None = None):
+    """Open a psycopg2 connection to `database` (default: the URL's own) on the server at `url`."""
+    import psycopg2
+
+    parts = urlsplit(url)
+    return psycopg2.connect(
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        dbname=database or parts.path.lstrip("/") or "postgres",
+    )
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[tuple[str, str]]:
+    """Create a database with a unique name on the test server; yield (server URL, database name) and drop it."""
+    from psycopg2 import sql
+
+    url = service_url("postgres")
+    name = f"graphmem_test_{uuid.uuid4().hex[:12]}"
+    admin = connect_postgres(url)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        yield url, name
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        admin.close()
+
+
+def postgres_variables(url: str, database: str) -> dict[str, str]:
+    """Return the DAGSTER_PG_* variables that point dagster.postgres.yaml at `database` on the server at `url`."""
+    parts = urlsplit(url)
+    return {
+        "DAGSTER_PG_HOST": parts.hostname or "127.0.0.1",
+        "DAGSTER_PG_PORT": str(parts.port or 5432),
+        "DAGSTER_PG_USER": unquote(parts.username or ""),
+        "DAGSTER_PG_PASSWORD": unquote(parts.password or ""),
+        "DAGSTER_PG_DB": database,
+    }

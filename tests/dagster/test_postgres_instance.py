@@ -8,16 +8,15 @@ import subprocess
 import sys
 import uuid
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
 
 from graphmem_core.errors import ConfigurationError
 from graphmem_dagster.cli import INSTANCE_KINDS, ensure_dagster_home
-from tests.conftest import PODCASTS_ZIP, PROJECT_ROOT, require_corpus, service_url
+from tests.conftest import PODCASTS_ZIP, PROJECT_ROOT, connect_postgres, postgres_variables, require_corpus
+from tests.daemon import daemon_environment, start_daemon, stop_daemon, wait_for
 
 POSTGRES_VARIABLES = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
 TRANSCRIPTS = 3
@@ -37,14 +36,17 @@ def test_project_file_matches_fallback(kind: str):
     assert project_config == load_yaml(fallback_text)
 
 
-def test_postgres_file_keeps_sqlite_settings():
+def test_postgres_file_queues_runs():
     sqlite_config = load_yaml((PROJECT_ROOT / "dagster.yaml").read_text(encoding="utf-8"))
     postgres_config = load_yaml((PROJECT_ROOT / "dagster.postgres.yaml").read_text(encoding="utf-8"))
 
-    for section in ("run_coordinator", "run_launcher", "python_logs", "telemetry"):
+    for section in ("run_launcher", "python_logs", "telemetry"):
         assert postgres_config[section] == sqlite_config[section], section
     for section in ("run_storage", "event_log_storage", "schedule_storage"):
         assert postgres_config[section]["module"].startswith("dagster_postgres."), section
+    assert sqlite_config["run_coordinator"]["class"] == "DefaultRunCoordinator"
+    assert postgres_config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert postgres_config["run_coordinator"]["config"]["max_concurrent_runs"] == 4
 
 
 @pytest.fixture
@@ -143,49 +145,6 @@ def test_make_selects_instance_file(tmp_path: Path):
 # End to end against a PostgreSQL server
 
 
-def connect(url: str, database: str | None = None):
-    import psycopg2
-
-    parts = urlsplit(url)
-    return psycopg2.connect(
-        host=parts.hostname,
-        port=parts.port or 5432,
-        user=unquote(parts.username or ""),
-        password=unquote(parts.password or ""),
-        dbname=database or parts.path.lstrip("/") or "postgres",
-    )
-
-
-@pytest.fixture
-def postgres_database() -> Iterator[tuple[str, str]]:
-    """Create a database with a unique name on the test server; yield (server URL, database name) and drop it."""
-    from psycopg2 import sql
-
-    url = service_url("postgres")
-    name = f"graphmem_test_{uuid.uuid4().hex[:12]}"
-    admin = connect(url)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        yield url, name
-        with admin.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    finally:
-        admin.close()
-
-
-def postgres_variables(url: str, database: str) -> dict[str, str]:
-    parts = urlsplit(url)
-    return {
-        "DAGSTER_PG_HOST": parts.hostname or "127.0.0.1",
-        "DAGSTER_PG_PORT": str(parts.port or 5432),
-        "DAGSTER_PG_USER": unquote(parts.username or ""),
-        "DAGSTER_PG_PASSWORD": unquote(parts.password or ""),
-        "DAGSTER_PG_DB": database,
-    }
-
-
 @pytest.mark.slow
 def test_ingest_run_stored_in_postgres(postgres_database: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from dagster import DagsterInstance, DagsterRunStatus
@@ -230,14 +189,24 @@ def test_ingest_run_stored_in_postgres(postgres_database: tuple[str, str], tmp_p
     )
 
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+    assert instance.get_run_by_id(run_id).status == DagsterRunStatus.QUEUED
+
+    log_path = tmp_path / "daemon.log"
+    daemon = start_daemon(PROJECT_ROOT, daemon_environment(), log_path)
     try:
-        run = instance.get_run_by_id(run_id)
-        assert run is not None
+        run = wait_for(
+            lambda: (found := instance.get_run_by_id(run_id)) is not None and found.is_finished and found,
+            LAUNCH_TIMEOUT_SECONDS,
+            f"run {run_id} did not finish",
+            process=daemon,
+            log_path=log_path,
+        )
         assert run.status == DagsterRunStatus.SUCCESS
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     finally:
+        stop_daemon(daemon)
         instance.dispose()
-    with connect(url, database) as connection, connection.cursor() as cursor:
+    with connect_postgres(url, database) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,))
         rows = cursor.fetchall()
     connection.close()
