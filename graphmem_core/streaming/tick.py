@@ -18,6 +18,10 @@ logger = logging.getLogger(__name__)
 # Dagster stops a sensor evaluation after 60 s by default, so reading stops well before that.
 DEFAULT_READ_SECONDS = 20.0
 
+# Message bytes one tick holds in memory at most, whatever the batch limits multiply to; the rest
+# waits for the next tick.
+MAX_TICK_READ_BYTES = 64 * 1024 * 1024
+
 
 @dataclass
 class TickPlan:
@@ -84,7 +88,7 @@ def plan_tick(settings: Settings, previous: dict[int, int], read_seconds: float 
             starts,
             ends,
             max_records=limits.max_messages * limits.max_batches,
-            max_bytes=limits.max_bytes * limits.max_batches,
+            max_bytes=min(limits.max_bytes * limits.max_batches, MAX_TICK_READ_BYTES),
             timeout_seconds=read_seconds,
             partial_on_timeout=True,
         )
