@@ -27,13 +27,16 @@ from rapidfuzz.distance import Levenshtein
 from graphmem_core.errors import InvalidInputError
 from graphmem_core.models import EntityType
 from graphmem_core.name_matching import (
+    DESIGNATORS,
     FUNCTION_WORDS,
+    ORGANISATION_SUFFIXES,
     NameForm,
     compact,
     hard_conflict,
     is_derivational_variant,
     is_strict_token_subset,
     person_names_align,
+    phonetic_key,
     string_scores,
     types_compatible,
 )
@@ -64,9 +67,9 @@ ACRONYM_DOMINANCE = 2
 # unless they are written with dots ("U.K."), as abbreviations of names are.
 ACRONYM_MIN_LETTERS_ALONE = 3
 
-# A lone name merges with a full name only when at least this share of its documents mention that full
-# name. Lower shares let a surname that names several things in other documents ("Seinfeld", the
-# sitcom) join the one person.
+# A lone name merges with one of several people of its name only when more than this share of its
+# documents mention that person. Half or less lets a surname split between two documents ("Wilson",
+# a president in one and a film character in the other) join either.
 LONE_NAME_MIN_DOCUMENT_SHARE = 0.5
 
 # Lower-case words that begin a surname ("van Dyck", "von Neumann", "de Gaulle").
@@ -81,6 +84,23 @@ SHORT_ACRONYM_LETTERS = 3
 # Given names shorter than this differ by one letter too often between two people ("Dan", "Don").
 GIVEN_NAME_MIN_EDIT_CHARS = 5
 
+# A PERSON name counts as a mistyped place or organisation of the same spelling when that type has at
+# least this many times its mentions ("Canada": 65 LOCATION, 1 PERSON; "Victoria": 8 LOCATION, 4 PERSON
+# for the queen).
+MISTYPED_PERSON_MIN_RATIO = 5
+_MISTYPED_PERSON_TARGETS = frozenset({EntityType.LOCATION, EntityType.ORGANIZATION})
+
+# Two full names that sound alike but share no document need this many other names mentioned in a
+# chunk with each of them ("Jeoffrey Hinton" and "Geoffrey Hinton" share 4 in the podcasts).
+PHONETIC_MIN_SHARED_NEIGHBOURS = 3
+
+# Types of the names that the qualifier rule compares ("Campari Group of Milan", "Hammer Film Productions").
+QUALIFIED_TYPES = frozenset({EntityType.ORGANIZATION, EntityType.OTHER, EntityType.PRODUCT})
+
+# Last words that only say what kind of organisation a name is, which a short form leaves out in the
+# document that also gives the long form ("Hammer" for "Hammer Film Productions").
+GENERIC_NAME_SUFFIXES = DESIGNATORS | ORGANISATION_SUFFIXES | frozenset({"film"})
+
 # Dates and quantities merge only by their spelling: "10 miles" and "100 miles" embed close together.
 _EXACT_ONLY_TYPES = frozenset({EntityType.DATE, EntityType.QUANTITY})
 
@@ -88,13 +108,17 @@ _EXACT_ONLY_TYPES = frozenset({EntityType.DATE, EntityType.QUANTITY})
 RULES = (
     "same_key",
     "spelling",
+    "mistyped_person",
     "title",
     "legal_form",
     "short_form",
+    "country_name",
+    "qualifier",
     "plural",
     "token_order",
     "full_name",
     "given_name_spelling",
+    "phonetic_spelling",
     "truncated",
     "surname",
     "given_name",
@@ -324,16 +348,79 @@ class EntityClusterer:
         """Apply the alias rules in order; later rules see the clusters earlier rules made."""
         self._merge_blocks("same_key", lambda form: form.key, all_types=True)
         self._merge_blocks("spelling", lambda form: form.compact, all_types=True, pair_filter=_spellings_compatible)
+        self._merge_mistyped_people()
         self._merge_blocks("title", lambda form: " ".join(form.person_core) if form.is_full_person_name else None)
         self._merge_blocks("legal_form", lambda form: form.without_designator or None, also=lambda form: form.compact)
         self._merge_blocks("short_form", lambda form: form.without_suffix or None, also=lambda form: form.compact)
+        self._merge_blocks("country_name", lambda form: form.country_expanded or None, also=lambda form: form.compact)
+        self._merge_qualified_names()
         self._merge_blocks("plural", lambda form: form.singular or None, also=lambda form: form.compact, all_types=True)
         self._merge_blocks("token_order", _token_order_key)
         self._merge_aligned_full_names()
         self._merge_given_name_spellings()
+        self._merge_phonetic_spellings()
         self._merge_truncated_labels()
         self._merge_lone_names()
         self._merge_acronyms()
+
+    def _merge_mistyped_people(self) -> None:
+        """Merge a PERSON name into the same name of a place or organisation that is far more often typed so.
+
+        The extractor types a country as a person now and then ("Canada" once as PERSON, 65 times
+        as LOCATION). The PERSON name joins when the other type has MISTYPED_PERSON_MIN_RATIO times
+        its mentions, so a queen and a place of one name ("Victoria", 4 and 8 mentions) stay apart.
+        Only a PERSON name that no rule has merged yet qualifies, and it then counts as the other type.
+        """
+        by_spelling: dict[str, list[int]] = defaultdict(list)
+        for index, node in enumerate(self.nodes):
+            if node.type is EntityType.PERSON or node.type in _MISTYPED_PERSON_TARGETS:
+                by_spelling[node.form.compact].append(index)
+
+        for members in by_spelling.values():
+            people = [member for member in members if self.nodes[member].type is EntityType.PERSON]
+            others = [member for member in members if self.nodes[member].type in _MISTYPED_PERSON_TARGETS]
+            if not people or not others:
+                continue
+            target = min(others, key=lambda member: (-self._mention_count(member), member))
+            for person in people:
+                if len(self.members[self.find(person)]) != 1 or not self._comparable(person, target):
+                    continue
+                if self._mention_count(target) < MISTYPED_PERSON_MIN_RATIO * self._mention_count(person):
+                    continue
+                guard = self.guards[person]
+                self.guards[person] = dataclasses.replace(guard, types=frozenset({self.nodes[target].type}), full_names=frozenset())
+                if not self.merge(target, person, "mistyped_person"):
+                    self.guards[person] = guard
+
+    def _merge_qualified_names(self) -> None:
+        """Merge a name with the same name plus a place or a generic suffix, when both occur in one document.
+
+        "Hammer" and "Hammer Film Productions", "New College" and "New College Oxford", "House of
+        Representatives" and "United States House of Representatives" are one organisation in the
+        document that names both. The suffix words are GENERIC_NAME_SUFFIXES. A place is the name
+        of a LOCATION in the namespace, before the name or after it with or without "of", or a one-word
+        ORGANIZATION name after it ("Oxford"). The name left after removing a place needs two words, because "Asia"
+        and "East Asia" or "Court" and "Supreme Court" are different things.
+        """
+        places = {node.key for node in self.nodes if node.type is EntityType.LOCATION}
+        suffix_places = places | {node.key for node in self.nodes if node.type is EntityType.ORGANIZATION and len(node.form.tokens) == 1}
+        by_key: dict[str, list[int]] = defaultdict(list)
+        for index, node in enumerate(self.nodes):
+            if node.type in QUALIFIED_TYPES:
+                by_key[node.key].append(index)
+
+        for index, node in enumerate(self.nodes):
+            if node.type not in QUALIFIED_TYPES or len(node.form.tokens) < 2:
+                continue
+            for short_key in _unqualified_keys(node.form.tokens, places, suffix_places):
+                for other in by_key.get(short_key, []):
+                    if not types_compatible(node.type, self.nodes[other].type) or not node.document_ids & self.nodes[other].document_ids:
+                        continue
+                    if self.find(other) != self.find(index) and self._comparable(index, other):
+                        self.merge(other, index, "qualifier")
+
+    def _mention_count(self, index: int) -> int:
+        return sum(self.nodes[index].surface_counts.values())
 
     def _merge_blocks(
         self,
@@ -364,10 +451,14 @@ class EntityClusterer:
                 self._merge_block(members, rule, pair_filter)
 
     def _merge_aligned_full_names(self) -> None:
-        """Merge full PERSON names of one surname that align, unless a name aligns with two different people."""
+        """Merge full PERSON names of one surname that align, unless a name aligns with two different people.
+
+        Names of type OTHER written like a full name ("Iain Banks") take part as well, but merge only
+        with a PERSON name.
+        """
         by_surname: dict[str, list[int]] = defaultdict(list)
         for index, node in enumerate(self.nodes):
-            if node.form.is_full_person_name:
+            if node.form.is_full_person_name or _looks_like_full_name(node):
                 by_surname[node.form.person_core[-1]].append(index)
 
         for members in by_surname.values():
@@ -387,7 +478,11 @@ class EntityClusterer:
                 if index in ambiguous:
                     continue
                 for other in aligned[index]:
-                    if other > index and other not in ambiguous and self._comparable(index, other):
+                    if other <= index or other in ambiguous or not self._comparable(index, other):
+                        continue
+
+                    # Two names of type OTHER align too easily ("Nobel Prize", "Nobel Peace Prize").
+                    if EntityType.PERSON in (self.nodes[index].type, self.nodes[other].type):
                         self.merge(index, other, "full_name")
 
     def _merge_given_name_spellings(self) -> None:
@@ -420,6 +515,50 @@ class EntityClusterer:
             if self._comparable(first, second):
                 self.merge(first, second, "given_name_spelling")
 
+    def _merge_phonetic_spellings(self) -> None:
+        """Merge two full PERSON names that sound alike word by word, when their contexts agree.
+
+        "Jeoffrey Hinton" and "Geoffrey Hinton", or "Sam Schillaci" and "Sam Schillace", have the
+        same `phonetic_key` for every word. At least one word other than a particle must be spelt the
+        same, and the longer of two words spelt differently needs GIVEN_NAME_MIN_EDIT_CHARS
+        characters, so "Jane" and "John" never match. The context must agree as well: the names
+        share a document, or their clusters share PHONETIC_MIN_SHARED_NEIGHBOURS names mentioned in
+        a chunk with each of them.
+        """
+        by_sound: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        for index, node in enumerate(self.nodes):
+            if node.form.is_full_person_name:
+                by_sound[tuple(phonetic_key(token) for token in node.form.person_core)].append(index)
+
+        for members in by_sound.values():
+            for position, first in enumerate(members):
+                for second in members[position + 1 :]:
+                    if self.find(first) == self.find(second) or not self._comparable(first, second):
+                        continue
+                    if not _spelt_alike(self.nodes[first].form.person_core, self.nodes[second].form.person_core):
+                        continue
+                    shared_document = bool(self.nodes[first].document_ids & self.nodes[second].document_ids)
+                    if not shared_document and self.shared_neighbours(first, second) < PHONETIC_MIN_SHARED_NEIGHBOURS:
+                        continue
+                    self._merge_spelling_variant(first, second, "phonetic_spelling")
+
+    def _merge_spelling_variant(self, first: int, second: int, rule: str) -> None:
+        """Merge two clusters whose full names a spelling rule matched, letting their full names differ.
+
+        Every pair of full names across the two clusters becomes a spelling variant, so that "Geoff
+        Hinton", already with "Geoffrey Hinton", does not block "Jeoffrey Hinton". The variants stay
+        only when the merge succeeds.
+        """
+        previous = self.spelling_variants
+        added = {
+            frozenset({mine, theirs})
+            for mine, _ in self.guards[self.find(first)].full_names
+            for theirs, _ in self.guards[self.find(second)].full_names
+        }
+        self.spelling_variants = previous | added
+        if not self.merge(first, second, rule):
+            self.spelling_variants = previous
+
     def _all_align(self, members: list[int]) -> bool:
         cores = [self.nodes[member].form.person_core for member in members]
         return all(person_names_align(first, second) for position, first in enumerate(cores) for second in cores[position + 1 :])
@@ -429,16 +568,18 @@ class EntityClusterer:
 
         When only one person in the namespace has the word as surname or given name, the lone name
         joins that person. When several do, its documents decide: no document of the lone name may
-        mention another of them, and at least LONE_NAME_MIN_DOCUMENT_SHARE of its documents must
+        mention another of them, and more than LONE_NAME_MIN_DOCUMENT_SHARE of its documents must
         mention the one it joins. So "Kevin" stays apart from two people named Kevin when its
         documents name each of them. Lone names of type OTHER ("Einstein" when the extractor did not
-        know it as a person) match surnames only.
+        know it as a person) match surnames only. In both cases a rival reading in the lone name's
+        chunks or documents keeps it apart (see `_has_rival_reading`).
         """
         by_surname: dict[str, list[int]] = defaultdict(list)
         by_given_name: dict[str, list[int]] = defaultdict(list)
         other_by_surname: dict[str, list[int]] = defaultdict(list)
         lone_people: list[int] = []
         lone_others: list[int] = []
+        self._rival_names = _RivalNames.of(self.nodes)
         for index, node in enumerate(self.nodes):
             form = node.form
             if form.is_full_person_name and not _lone_surname(form):
@@ -465,8 +606,32 @@ class EntityClusterer:
             documents = self.nodes[index].document_ids
             candidates += [other for other in other_by_surname.get(token, []) if self.nodes[other].document_ids & documents]
             target = self._lone_name_target(index, candidates)
-            if target is not None:
+            if target is not None and not self._has_rival_reading(index, target):
                 self._merge_with_unique(index, [target], rule)
+
+    def _has_rival_reading(self, index: int, target: int) -> bool:
+        """Return whether the lone name's own chunks or documents give it a reading other than the person `target`.
+
+        Two kinds of name compete with the person. A place, organisation, event or product that starts
+        with the lone name in one of its chunks ("Amundsen Sea" next to "Amundsen") means the word
+        may name that thing. A longer capitalised name of another type that ends with another
+        person's name in one of its documents ("United States Dick Cheney" next to "Cheney" and
+        "Elizabeth Cheney") means the word may name that person.
+        """
+        node = self.nodes[index]
+        token = _surname_key(node.form.person_core)
+        target_root = self.find(target)
+        for other in self._rival_names.starting_with.get(token, []):
+            if self.nodes[other].chunk_ids & node.chunk_ids and self.find(other) != target_root:
+                return True
+
+        target_core = self.nodes[target].form.person_core
+        for other in self._rival_names.ending_with.get(token, []):
+            if self.find(other) == target_root or not self.nodes[other].document_ids & node.document_ids:
+                continue
+            if not person_names_align(self.nodes[other].form.tokens[-2:], target_core):
+                return True
+        return False
 
     def _lone_name_target(self, index: int, candidates: list[int]) -> int | None:
         """Return a member of the one candidate cluster that the lone name's documents agree on, or None."""
@@ -485,7 +650,7 @@ class EntityClusterer:
         if len(present) != 1:
             return None
         share = len(documents_of_root[present[0]]) / len(documents)  # documents is not empty, because a root shares one
-        return member_of_root[present[0]] if share >= LONE_NAME_MIN_DOCUMENT_SHARE else None
+        return member_of_root[present[0]] if share > LONE_NAME_MIN_DOCUMENT_SHARE else None
 
     def _merge_truncated_labels(self) -> None:
         """Merge a name in capitals that was cut off ("ADRIAN TCHAIKOV", "NEIL DEGRASSE") with the one full name it starts.
@@ -508,7 +673,11 @@ class EntityClusterer:
             and len(node.form.tokens) > 1
             and all(" " in surface and surface.isupper() for surface in node.form.surfaces)
         ]
-        for index in sorted(labels, key=lambda label: (-len(self.nodes[label].form.tokens[-1]), label)):
+        ordered = sorted(labels, key=lambda label: (-len(self.nodes[label].form.tokens[-1]), label))
+
+        # A label that matched two names ("NEIL DEGRASSE": "NEIL DEGRASSE TY" and "Neil deGrasse
+        # Tyson") may match one cluster after the shorter cut joined its full name, so a second pass runs.
+        for index in ordered + ordered:
             form = self.nodes[index].form
             head, cut = form.tokens[:-1], form.tokens[-1]
             candidates = [
@@ -574,10 +743,14 @@ class EntityClusterer:
         ranked = sorted(roots, key=lambda root: (-shared[root], root))
         best = ranked[0]
         runner_up = shared[ranked[1]] if len(ranked) > 1 else 0
+        form = self.nodes[index].form
         if shared[best] >= ACRONYM_DOMINANCE * runner_up:
             if shared[best] >= ACRONYM_MIN_SHARED_CHUNKS or (shared[best] and self._is_proper(best)):
                 return best
-        form = self.nodes[index].form
+
+            # The only expansion in the namespace needs one shared chunk ("DNN" and "deep neural networks").
+            if shared[best] and len(roots) == 1 and len(form.acronym) >= ACRONYM_MIN_LETTERS_ALONE:
+                return best
         dotted = all("." in surface for surface in form.surfaces)
         if shared[best] or (len(form.acronym) < ACRONYM_MIN_LETTERS_ALONE and not dotted):
             return None
@@ -697,6 +870,73 @@ class EntityClusterer:
                 neighbours.update(self.find(other) for other in self._nodes_by_chunk[chunk_id])
         neighbours.discard(root)
         return neighbours
+
+
+# Types of the names that give a lone surname a reading other than a person when they start with it
+# ("Amundsen Sea"). OTHER is left out because it is the extractor's type for people it did not know.
+_RIVAL_HEAD_TYPES = frozenset({EntityType.LOCATION, EntityType.ORGANIZATION, EntityType.EVENT, EntityType.PRODUCT})
+
+
+@dataclass(frozen=True)
+class _RivalNames:
+    """Names that can compete with a person for a lone surname, indexed by that surname."""
+
+    starting_with: dict[str, list[int]]
+    ending_with: dict[str, list[int]]
+
+    @classmethod
+    def of(cls, nodes: list[NameNode]) -> "_RivalNames":
+        """Index places and organisations by their first word, and long non-PERSON names that end in a person's name by its surname."""
+        starting_with: dict[str, list[int]] = defaultdict(list)
+        ending_with: dict[str, list[int]] = defaultdict(list)
+        for index, node in enumerate(nodes):
+            tokens = node.form.tokens
+            if node.type in _RIVAL_HEAD_TYPES and len(tokens) >= 2 and node.form.is_capitalised:
+                starting_with[compact(tokens[0])].append(index)
+            if node.type is not EntityType.PERSON and len(tokens) >= 3 and _ends_with_capitalised_pair(node.form):
+                ending_with[_surname_key(tokens)].append(index)
+        return cls(starting_with=dict(starting_with), ending_with=dict(ending_with))
+
+
+def _ends_with_capitalised_pair(form: NameForm) -> bool:
+    """Return whether some surface form ends with two capitalised words, as a person's name would ("... Dick Cheney")."""
+    for surface in form.surfaces:
+        words = surface.split()
+        if len(words) >= 2 and all(word[:1].isupper() and word[1:].islower() and word.isalpha() for word in words[-2:]):
+            return True
+    return False
+
+
+def _unqualified_keys(tokens: tuple[str, ...], places: set[str], suffix_places: set[str]) -> list[str]:
+    """Return the keys a name has without a generic suffix or a place qualifier (see `_merge_qualified_names`)."""
+    keys = []
+    end = len(tokens)
+    while end > 1 and tokens[end - 1] in GENERIC_NAME_SUFFIXES:
+        end -= 1
+    if end < len(tokens):
+        keys.append(" ".join(tokens[:end]))
+
+    for split in range(2, len(tokens)):
+        head, tail = tokens[:split], tokens[split:]
+        place = " ".join(tail[1:]) if tail[0] == "of" else " ".join(tail)
+        if place in (places if tail[0] == "of" else suffix_places):
+            keys.append(" ".join(head))
+    for split in range(1, len(tokens) - 1):
+        if " ".join(tokens[:split]) in places:
+            keys.append(" ".join(tokens[split:]))
+    return keys
+
+
+def _spelt_alike(first: tuple[str, ...], second: tuple[str, ...]) -> bool:
+    """Return whether two names of equal sound keys share a word other than a particle ("van"), and each pair of
+    words that differ has one of GIVEN_NAME_MIN_EDIT_CHARS or more characters."""
+    if len(first) != len(second) or first == second:
+        return False
+    differing = [(mine, theirs) for mine, theirs in zip(first, second, strict=True) if mine != theirs]
+    shared = [mine for mine, theirs in zip(first, second, strict=True) if mine == theirs and mine not in SURNAME_PARTICLES]
+    if not shared:
+        return False
+    return all(max(len(mine), len(theirs)) >= GIVEN_NAME_MIN_EDIT_CHARS for mine, theirs in differing)
 
 
 def _spellings_compatible(first: NameForm, second: NameForm) -> bool:

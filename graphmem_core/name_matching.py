@@ -48,6 +48,18 @@ FUNCTION_WORDS = frozenset(
     {"of", "and", "the", "for", "&", "a", "an", "in", "on", "at", "to", "de", "du", "des", "la", "le", "und", "der", "y"}
 )
 
+# Abbreviations and long forms of country names, and the short name they stand for. Abbreviations of
+# one word count only when written in capitals ("US", "U.S."), because "us" is also a pronoun.
+COUNTRY_ALIASES: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("us",): ("united", "states"),
+    ("usa",): ("united", "states"),
+    ("united", "states", "of", "america"): ("united", "states"),
+    ("uk",): ("united", "kingdom"),
+    ("uae",): ("united", "arab", "emirates"),
+    ("ussr",): ("soviet", "union"),
+}
+_LONGEST_COUNTRY_ALIAS = max(len(alias) for alias in COUNTRY_ALIASES)
+
 # Acronyms shorter than two letters are initials, and longer than ten letters are words.
 ACRONYM_MIN_LETTERS = 2
 ACRONYM_MAX_LETTERS = 10
@@ -222,6 +234,32 @@ class NameForm:
         return compact(" ".join(self.tokens[:-1]))
 
     @cached_property
+    def country_expanded(self) -> str:
+        """The compact key with country abbreviations and long forms replaced by the short name, or empty when none.
+
+        "U.S. Supreme Court" and "United States of America Supreme Court" both become
+        "unitedstatessupremecourt", and "USA" becomes "unitedstates".
+        """
+        if self.type is EntityType.PERSON or self.type in _CLOSED_TYPES:
+            return ""
+        tokens = [token.replace(".", "") for token in self.tokens]
+        upper_words = {word.replace(".", "").casefold() for surface in self.surfaces for word in surface.split() if word.replace(".", "").isupper()}
+        expanded: list[str] = []
+        position = 0
+        while position < len(tokens):
+            for length in range(min(_LONGEST_COUNTRY_ALIAS, len(tokens) - position), 0, -1):
+                alias = tuple(tokens[position : position + length])
+                if alias in COUNTRY_ALIASES and (length > 1 or alias[0] in upper_words):
+                    expanded.extend(COUNTRY_ALIASES[alias])
+                    position += length
+                    break
+            else:
+                expanded.append(tokens[position])
+                position += 1
+        key = compact(" ".join(expanded))
+        return key if key != self.compact else ""
+
+    @cached_property
     def singular(self) -> str:
         """The compact key with its last word made singular, or empty when the last word is not a plural."""
         if self.type not in PLURAL_TYPES or not self.tokens:
@@ -353,6 +391,53 @@ def given_names_compatible(first: str, second: str) -> bool:
     if tokens_compatible(first, second):
         return True
     return bool(_GIVEN_NAME_GROUP_IDS.get(first, frozenset()) & _GIVEN_NAME_GROUP_IDS.get(second, frozenset()))
+
+
+# Letter groups that sound alike, replaced before single letters ("sch" is read before "ch").
+_PHONETIC_GROUPS = (("sch", "sk"), ("ph", "f"), ("ck", "k"), ("sh", "x"), ("ch", "x"), ("th", "0"), ("gh", ""))
+
+# Single letters that sound alike in English names.
+_PHONETIC_LETTERS = str.maketrans({"q": "k", "z": "s", "v": "f", "x": "s"})
+_VOWELS = frozenset("aeiouy")
+_SOFTENING_VOWELS = frozenset("eiy")
+
+
+def phonetic_key(word: str) -> str:
+    """Return a sound key of one name word, so that "Geoffrey" and "Jeoffrey" or "Schillace" and "Schillaci" agree.
+
+    The key is in the spirit of Metaphone but simpler. "C" and "g" before e, i or y become "s" and
+    "j", inner vowels and "h" are dropped, doubled sounds count once, and a first and a last vowel
+    each leave an "a". So "Simon" and "Simone" differ, and so do "Daniel" and "Daniela".
+    """
+    letters = "".join(char for char in word.casefold() if "a" <= char <= "z")
+    codes: list[str] = []
+    position = 0
+    while position < len(letters):
+        group = next((pair for pair in _PHONETIC_GROUPS if letters.startswith(pair[0], position)), None)
+        if group is not None:
+            codes.append(group[1])
+            position += len(group[0])
+            continue
+
+        char = letters[position]
+        following = letters[position + 1 : position + 2]
+        if char in _VOWELS:
+            codes.append("a" if position in (0, len(letters) - 1) else "")
+        elif char == "c":
+            codes.append("s" if following in _SOFTENING_VOWELS else "k")
+        elif char == "g":
+            codes.append("j" if following in _SOFTENING_VOWELS else "k")
+        elif char in "hw":
+            codes.append("")
+        else:
+            codes.append(char.translate(_PHONETIC_LETTERS))
+        position += 1
+
+    key: list[str] = []
+    for code in codes:
+        if code and (not key or key[-1] != code):
+            key.append(code)
+    return "".join(key)
 
 
 def tokens_compatible(first: str, second: str) -> bool:

@@ -56,7 +56,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Stored with the merge records. A graph made by another version is resolved again in full.
-RESOLVER_VERSION = "3"
+RESOLVER_VERSION = "4"
 
 # A relation stated in thousands of sentences needs only a sample of them as evidence. The weight
 # still counts every sentence.

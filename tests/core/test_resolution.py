@@ -17,7 +17,7 @@ from graphmem_core.entity_clustering import RULES, similar_pairs, similar_pairs_
 from graphmem_core.errors import InvalidInputError
 from graphmem_core.extraction import get_extractor
 from graphmem_core.models import Chunk, EntityType, ExtractedRelation, ExtractionResult, Mention, ResolvedGraph
-from graphmem_core.name_matching import NameForm, hard_conflict, is_derivational_variant
+from graphmem_core.name_matching import NameForm, hard_conflict, is_derivational_variant, phonetic_key
 from graphmem_core.resolution import (
     MAX_EVIDENCE_PER_RELATION,
     PriorResolution,
@@ -798,3 +798,121 @@ def test_relation_keeps_extractor_fields():
     assert evidence.confidence == 0.9
     assert evidence.valid_from == "1833"
     assert evidence.valid_to == "1852"
+
+
+def test_phonetic_key_examples():
+    assert phonetic_key("Geoffrey") == phonetic_key("Jeoffrey")
+    assert phonetic_key("Schillace") == phonetic_key("Schillaci")
+    assert phonetic_key("Simon") != phonetic_key("Simone")
+    assert phonetic_key("Jane") != phonetic_key("John")
+
+
+def test_lone_surname_beside_place_stays_apart():
+    text = "The Amundsen Sea lies between the Amundsen and Ross Seas, named for Roald Amundsen."
+    results = [make_result("c1", text, [("Amundsen Sea", EntityType.LOCATION), ("Amundsen", PERSON), ("Roald Amundsen", PERSON)])]
+    graph = resolve_entities("t", "m", results, embed=None)
+
+    assert set(names_of(graph)) == {"Amundsen Sea", "Amundsen", "Roald Amundsen"}
+
+
+def test_lone_surname_with_rival_person_stays_apart():
+    text = "A memoir by Vice President of the United States Dick Cheney with Elizabeth Cheney. Cheney wrote it."
+    mentions = [("United States Dick Cheney", EntityType.OTHER), ("Elizabeth Cheney", PERSON), ("Cheney", PERSON)]
+    graph = resolve_entities("t", "m", [make_result("c1", text, mentions)], embed=None)
+
+    assert "Cheney" in names_of(graph)
+    assert names_of(graph)["Elizabeth Cheney"] == []
+
+
+def test_lone_name_split_evenly_stays_apart():
+    results = [
+        make_result("c1", "Sam Altman spoke, and Sam agreed.", [("Sam Altman", PERSON), ("Sam", PERSON)]),
+        make_result("c2", "Sam left early.", [("Sam", PERSON)]),
+        make_result("c3", "Sam Harris spoke.", [("Sam Harris", PERSON)]),
+    ]
+    resolution = resolve("t", "m", results, embed=None, document_of_chunk={"c1": "d1", "c2": "d2", "c3": "d3"})
+
+    assert set(names_of(resolution.graph)) == {"Sam Altman", "Sam Harris", "Sam"}
+
+
+def test_mistyped_person_joins_dominant_type():
+    results = [make_result(f"c{number}", "Canada is large.", [("Canada", EntityType.LOCATION)]) for number in range(5)]
+    results.append(make_result("c5", "Canada said so.", [("Canada", PERSON)]))
+    results.append(make_result("c6", "Victoria is a city.", [("Victoria", EntityType.LOCATION)]))
+    results.append(make_result("c7", "Victoria reigned.", [("Victoria", PERSON)]))
+    resolution = resolve("t", "m", results, embed=None)
+
+    types = {(entity.name, entity.type) for entity in resolution.graph.entities}
+    assert types == {("Canada", EntityType.LOCATION), ("Victoria", EntityType.LOCATION), ("Victoria", PERSON)}
+    assert "mistyped_person" in resolution.stats.merges_by_rule
+
+
+def test_phonetic_spelling_needs_context():
+    neighbours = [("Microsoft", ORG), ("Christina Warren", PERSON), ("deep learning", EntityType.CONCEPT)]
+    text = "{} talked about Microsoft, Christina Warren and deep learning."
+    related = [
+        make_result("c1", text.format("Geoffrey Hinton"), [("Geoffrey Hinton", PERSON), *neighbours]),
+        make_result("c2", text.format("Geoff Hinton"), [("Geoff Hinton", PERSON), *neighbours]),
+        make_result("c3", text.format("Jeoffrey Hinton"), [("Jeoffrey Hinton", PERSON), *neighbours]),
+    ]
+    unrelated = [
+        make_result("c1", "Geoffrey Hinton spoke.", [("Geoffrey Hinton", PERSON)]),
+        make_result("c3", "Jeoffrey Hinton sang.", [("Jeoffrey Hinton", PERSON)]),
+    ]
+    documents = {"c1": "d1", "c2": "d2", "c3": "d3"}
+    together = resolve("t", "m", related, embed=None, document_of_chunk=documents)
+    apart = resolve("t", "m", unrelated, embed=None, document_of_chunk=documents)
+
+    assert names_of(together.graph)["Geoffrey Hinton"] == ["Geoff Hinton", "Jeoffrey Hinton"]
+    assert set(names_of(apart.graph)) == {"Geoffrey Hinton", "Jeoffrey Hinton"}
+
+
+def test_country_abbreviations_merge():
+    results = [
+        make_result("c1", "The USA and the United States.", [("USA", EntityType.LOCATION), ("United States", EntityType.LOCATION)]),
+        make_result("c2", "The U.S. Supreme Court ruled.", [("U.S. Supreme Court", ORG)]),
+        make_result("c3", "The United States Supreme Court ruled.", [("United States Supreme Court", ORG)]),
+    ]
+    graph = resolve_entities("t", "m", results, embed=None)
+
+    assert names_of(graph) == {"United States": ["USA"], "United States Supreme Court": ["U.S. Supreme Court"]}
+
+
+def test_qualified_name_needs_shared_document():
+    text = "Hammer Film Productions made it; Hammer also made others. The Asia and East Asia markets grew."
+    mentions = [
+        ("Hammer Film Productions", EntityType.OTHER),
+        ("Hammer", EntityType.OTHER),
+        ("Asia", EntityType.LOCATION),
+        ("East Asia", EntityType.LOCATION),
+    ]
+    one_document = resolve_entities("t", "m", [make_result("c1", text, mentions)], embed=None)
+    split = [
+        make_result("c1", "Hammer Film Productions made it.", [("Hammer Film Productions", EntityType.OTHER)]),
+        make_result("c2", "Hammer fell.", [("Hammer", EntityType.OTHER)]),
+    ]
+    two_documents = resolve("t", "m", split, embed=None, document_of_chunk={"c1": "d1", "c2": "d2"})
+
+    assert names_of(one_document)["Hammer Film Productions"] == ["Hammer"]
+    assert {"Asia", "East Asia"} <= set(names_of(one_document))
+    assert set(names_of(two_documents.graph)) == {"Hammer Film Productions", "Hammer"}
+
+
+def test_truncated_labels_join_in_second_pass():
+    text = "NEIL DEGRASSE: Hi. NEIL DEGRASSE TY: Yes. Neil deGrasse Tyson wrote it."
+    mentions = [("NEIL DEGRASSE", PERSON), ("NEIL DEGRASSE TY", PERSON), ("Neil deGrasse Tyson", PERSON)]
+    graph = resolve_entities("t", "m", [make_result("c1", text, mentions)], embed=None)
+
+    assert names_of(graph) == {"Neil deGrasse Tyson": ["NEIL DEGRASSE", "NEIL DEGRASSE TY"]}
+
+
+def test_acronym_with_single_expansion():
+    results = [
+        make_result("c1", "A DNN is a deep neural network.", [("DNN", EntityType.OTHER), ("deep neural network", EntityType.CONCEPT)]),
+        make_result("c2", "The IQ test was hard.", [("IQ", EntityType.OTHER)]),
+        make_result("c3", "An interview question came up.", [("interview question", EntityType.CONCEPT)]),
+    ]
+    graph = resolve_entities("t", "m", results, embed=None)
+
+    assert names_of(graph)["deep neural network"] == ["DNN"]
+    assert {"IQ", "interview question"} <= set(names_of(graph))
