@@ -172,6 +172,28 @@ class QueryEngine:
         version = self.store.graph_version(tenant, memory)
         return self._read_answer(self._answer_key(tenant, memory, version, text, top_k, hops, model, mode), started)
 
+    def result_key(
+        self,
+        tenant: str,
+        memory: str,
+        text: str,
+        top_k: int = 5,
+        hops: int = 1,
+        mode: QueryMode | str = QueryMode.HYBRID,
+        *,
+        kind: str = "answer",
+        format_version: int = ANSWER_CACHE_FORMAT,
+    ) -> str:
+        """Return the cache key of the result of these arguments at the namespace's current graph version.
+
+        With another `kind` and `format_version` the key names a value derived from that result, such as
+        the query service's response body, which a new graph version makes unreachable like the result.
+        """
+        mode, text = _validated(text, top_k, hops, mode)
+        model = model_key(self.embedder.model_name)
+        version = self.store.graph_version(tenant, memory)
+        return self._answer_key(tenant, memory, version, text, top_k, hops, model, mode, kind, format_version)
+
     def texts_to_encode(self, tenant: str, memory: str, text: str, mode: QueryMode | str = QueryMode.HYBRID) -> list[str]:
         """Return the texts that `query` would encode: the query text and names found in it with no known vector.
 
@@ -188,9 +210,20 @@ class QueryEngine:
         return [value for value in dict.fromkeys([text, *names]) if value not in vectors]
 
     @staticmethod
-    def _answer_key(tenant: str, memory: str, version: int, text: str, top_k: int, hops: int, model: str, mode: QueryMode) -> str:
-        parameters = {"format": ANSWER_CACHE_FORMAT, "text": text, "top_k": top_k, "hops": hops, "model": model, "mode": mode.value}
-        return cache_key("answer", tenant, memory, version, parameters)
+    def _answer_key(
+        tenant: str,
+        memory: str,
+        version: int,
+        text: str,
+        top_k: int,
+        hops: int,
+        model: str,
+        mode: QueryMode,
+        kind: str = "answer",
+        format_version: int = ANSWER_CACHE_FORMAT,
+    ) -> str:
+        parameters = {"format": format_version, "text": text, "top_k": top_k, "hops": hops, "model": model, "mode": mode.value}
+        return cache_key(kind, tenant, memory, version, parameters)
 
     def _read_answer(self, key: str, started: float) -> QueryResult | None:
         """Return the result cached under `key` marked as cached with its lookup time, or None on a miss."""

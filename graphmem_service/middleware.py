@@ -2,8 +2,8 @@
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graphmem_service.errors import error_response
@@ -12,6 +12,12 @@ logger = logging.getLogger(__name__)
 
 # Routes under this prefix get the request deadline; /healthz, /readyz and /metrics bound their own work.
 API_PREFIX = "/v1/"
+
+# Headers added to every response that does not set them itself, as ASGI (lower-case name, value) pairs.
+_SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"))
+
+# Added to API responses too: they depend on the caller's key, so no shared cache may keep them.
+_API_HEADERS = (*_SECURITY_HEADERS, (b"cache-control", b"no-store"))
 
 
 class TimeoutMiddleware:
@@ -39,7 +45,9 @@ class TimeoutMiddleware:
             await send(message)
 
         try:
-            await asyncio.wait_for(self.app(scope, receive, send_tracking_start), self.timeout_seconds)
+            # asyncio.timeout cancels the request's own task, so unlike wait_for it starts no task per request.
+            async with asyncio.timeout(self.timeout_seconds):
+                await self.app(scope, receive, send_tracking_start)
         except TimeoutError:
             logger.warning("%s %s timed out after %g s", scope["method"], scope["path"], self.timeout_seconds)
             if response_started:
@@ -64,14 +72,19 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        added = _API_HEADERS if scope["path"].startswith(API_PREFIX) else _SECURITY_HEADERS
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("Referrer-Policy", "no-referrer")
-                if scope["path"].startswith(API_PREFIX):
-                    # Responses depend on the caller's key, so no shared cache may keep them.
-                    headers.setdefault("Cache-Control", "no-store")
+                message = {**message, "headers": with_default_headers(message.get("headers", ()), added)}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def with_default_headers(headers: Iterable[tuple[bytes, bytes]], defaults: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
+    """Return the ASGI `headers` with each of `defaults` appended unless a header of that name is already there."""
+    merged = list(headers)
+    present = {name.lower() for name, _ in merged}
+    merged.extend(header for header in defaults if header[0] not in present)
+    return merged

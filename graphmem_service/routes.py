@@ -3,10 +3,12 @@
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import anyio
+import numpy as np
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -24,6 +26,7 @@ from graphmem_service.request_input import (
     parse_query_parameters,
     read_body,
 )
+from graphmem_service.response_cache import RESPONSE_CACHE_FORMAT, RESPONSE_CACHE_KIND, complete_body, response_prefix
 from graphmem_service.schemas import (
     DEFAULT_MODE,
     EntityDetail,
@@ -84,6 +87,17 @@ async def run_query(state: ServiceState, key: ApiKey, parameters: QueryRequest) 
     in the cache and lists the texts to encode, the event loop awaits their encoding by the batching
     thread, and a query thread computes the result with those vectors.
     """
+    engine, arguments = prepare_query(state, key, parameters)
+    hit = read_in_process_hit(state, key, parameters, arguments)
+    if hit is not None:
+        return hit, 0.0
+
+    with query_errors(key, parameters):
+        return await compute_query(state, engine, key, parameters, arguments)
+
+
+def prepare_query(state: ServiceState, key: ApiKey, parameters: QueryRequest) -> tuple[QueryEngine, dict[str, object]]:
+    """Check that the key may query the memory in this mode; return the engine and its keyword arguments."""
     authorize_memory(key, parameters.memory)
     if not state.accepts_mode and parameters.mode != DEFAULT_MODE:
         raise ApiError(422, "invalid_request", f"mode {parameters.mode!r} is not available in this release of the query engine: use {DEFAULT_MODE}", field="mode")
@@ -91,18 +105,33 @@ async def run_query(state: ServiceState, key: ApiKey, parameters: QueryRequest) 
     arguments: dict[str, object] = {"top_k": parameters.top_k, "hops": parameters.hops}
     if state.accepts_mode:
         arguments["mode"] = QueryMode(parameters.mode)
+    return engine, arguments
 
-    hit = read_in_process_hit(state, key, parameters, arguments)
-    if hit is not None:
-        return hit, 0.0
 
+@contextmanager
+def query_errors(key: ApiKey, parameters: QueryRequest) -> Iterator[None]:
+    """Turn an invalid query into 422 and any other engine failure into 500, logged with the namespace."""
     try:
-        return await compute_query(state, engine, key, parameters, arguments)
+        yield
     except InvalidInputError as error:
         raise ApiError(422, "invalid_request", str(error), field="query") from None
     except GraphmemError as error:
         logger.error("query in %s/%s failed: %s: %s", key.tenant, parameters.memory, type(error).__name__, error)
         raise ApiError(500, "query_failed", "the query failed inside the service: retry later or report it with the time of the request") from error
+
+
+@contextmanager
+def cache_read_errors() -> Iterator[None]:
+    """Turn the errors of a cache read on the event loop into 422 (invalid query) and 503 (store unavailable)."""
+    try:
+        yield
+    except InvalidInputError as error:
+        raise ApiError(422, "invalid_request", str(error), field="query") from None
+    except (StoreError, RetryableError) as error:
+        logger.error("graph store call failed: %s: %s", type(error).__name__, error)
+        raise ApiError(
+            503, "store_unavailable", "the graph store request failed: retry later", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        ) from error
 
 
 async def compute_query(
@@ -157,18 +186,98 @@ def read_in_process_hit(state: ServiceState, key: ApiKey, parameters: QueryReque
         return None
 
     started = time.perf_counter()
-    try:
+    with cache_read_errors():
         result = engine.cached_query(key.tenant, parameters.memory, parameters.query, **arguments)
-    except InvalidInputError as error:
-        raise ApiError(422, "invalid_request", str(error), field="query") from None
-    except (StoreError, RetryableError) as error:
-        logger.error("graph store call failed: %s: %s", type(error).__name__, error)
-        raise ApiError(
-            503, "store_unavailable", "the graph store request failed: retry later", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
-        ) from error
     if result is not None:
         state.metrics.record_query(parameters.mode, True, time.perf_counter() - started)
     return result
+
+
+def response_key(engine: QueryEngine, key: ApiKey, parameters: QueryRequest, arguments: dict[str, object]) -> str:
+    """Return the cache key of the response body of this query at the memory's current graph version."""
+    return engine.result_key(
+        key.tenant, parameters.memory, parameters.query, kind=RESPONSE_CACHE_KIND, format_version=RESPONSE_CACHE_FORMAT, **arguments
+    )
+
+
+def read_in_process_response(state: ServiceState, key: ApiKey, parameters: QueryRequest, arguments: dict[str, object]) -> bytes | None:
+    """Return the whole response body of a query from the in-process cache, on the event loop, or None to compute it.
+
+    A hit reads the graph version and one dictionary entry, and appends this request's timings to the
+    cached bytes, so no result is parsed or serialised.
+    """
+    if not isinstance(state.cache, InProcessCache):
+        return None
+
+    started = time.perf_counter()
+    with cache_read_errors():
+        prefix = state.cache.get(response_key(state.require_engine(), key, parameters, arguments))
+    if prefix is None:
+        return None
+    seconds = time.perf_counter() - started
+    state.metrics.record_query(parameters.mode, True, seconds)
+    return complete_body(prefix, {"queue": 0.0, "cache": seconds * 1000, "total": seconds * 1000}, cached=True)
+
+
+async def compute_response_body(
+    state: ServiceState, engine: QueryEngine, key: ApiKey, parameters: QueryRequest, arguments: dict[str, object]
+) -> bytes:
+    """Return the response body of a query from the cache, or compute the result and cache its body.
+
+    A query thread reads the cached body, then the cached result, and lists the texts to encode. The
+    event loop awaits their encoding by the batching thread. Then a query thread computes the result,
+    serialises it and caches the body.
+    """
+    assert state.cache is not None
+    cache = state.cache
+    queued_ms = 0.0
+    started = time.perf_counter()
+
+    def look_up() -> tuple[str, bytes | None, QueryResult | None, list[str]]:
+        nonlocal queued_ms
+        queued_ms += (time.perf_counter() - started) * 1000
+        # The key takes the graph version before the result is computed, so a body that raced with a
+        # write is cached under the older version, which no later request reads.
+        body_key = response_key(engine, key, parameters, arguments)
+        prefix = cache.get(body_key)
+        if prefix is not None:
+            return body_key, prefix, None, []
+        found = engine.cached_query(key.tenant, parameters.memory, parameters.query, **arguments)
+        if found is not None:
+            return body_key, None, found, []
+        return body_key, None, None, engine.texts_to_encode(key.tenant, parameters.memory, parameters.query, arguments.get("mode", DEFAULT_MODE))
+
+    body_key, prefix, result, texts = await call_store(look_up, state.query_threads)
+    if prefix is not None:
+        seconds = time.perf_counter() - started
+        state.metrics.record_query(parameters.mode, True, seconds)
+        return complete_body(prefix, {"queue": queued_ms, "cache": seconds * 1000, "total": seconds * 1000}, cached=True)
+
+    encode_ms = 0.0
+    vectors: dict[str, np.ndarray] = {}
+    if texts:
+        assert state.embedder is not None
+        encode_started = time.perf_counter()
+        vectors = dict(zip(texts, await asyncio.wrap_future(state.embedder.submit(texts)), strict=True))
+        encode_ms = (time.perf_counter() - encode_started) * 1000
+    submitted = time.perf_counter()
+
+    def compute() -> tuple[QueryResult, bytes]:
+        nonlocal queued_ms
+        queued_ms += (time.perf_counter() - submitted) * 1000
+        computed = result if result is not None else engine.query(key.tenant, parameters.memory, parameters.query, vectors=vectors, **arguments)
+        computed_prefix = response_prefix(query_response(computed, parameters, 0.0))
+        cache.set(body_key, computed_prefix)
+        return computed, computed_prefix
+
+    computed, prefix = await call_store(compute, state.query_threads)
+    state.metrics.record_query(parameters.mode, computed.cached, time.perf_counter() - started)
+    # The engine's own timings leave out the encoding that the batching thread did for it.
+    timings = {"queue": queued_ms, **computed.timings_ms}
+    if texts:
+        timings["embed"] = timings.get("embed", 0.0) + encode_ms
+        timings["total"] = timings.get("total", 0.0) + encode_ms
+    return complete_body(prefix, timings, cached=computed.cached)
 
 
 def mode_of(result: QueryResult, requested: str) -> str:
@@ -214,8 +323,15 @@ async def post_query(request: Request) -> Response:
     key = authenticate(request, state.keys)
     body = await read_body(request, state.settings.service_max_body_bytes)
     parameters = parse_json_body(body, QueryRequest)
-    result, queued_ms = await run_query(state, key, parameters)
-    return model_response(query_response(result, parameters, queued_ms))
+    engine, arguments = prepare_query(state, key, parameters)
+
+    cached = read_in_process_response(state, key, parameters, arguments)
+    if cached is not None:
+        return Response(cached, media_type="application/json")
+
+    with query_errors(key, parameters):
+        computed = await compute_response_body(state, engine, key, parameters, arguments)
+    return Response(computed, media_type="application/json")
 
 
 async def get_graph_svg(request: Request) -> Response:
