@@ -23,19 +23,32 @@ def start_daemon(cwd: Path, environment: dict[str, str], log_path: Path) -> subp
         sys.executable, "-m", "dagster._daemon", "run", "-m", "graphmem_dagster.definitions",
     ]
     log = log_path.open("ab")
-    return subprocess.Popen(command, cwd=cwd, env=environment, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    # A session of its own makes the daemon lead a process group that its code server and the
+    # runs it launches join, so `stop_daemon(..., end_group=True)` can end them all.
+    return subprocess.Popen(
+        command, cwd=cwd, env=environment, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
 
 
-def stop_daemon(process: subprocess.Popen) -> None:
-    """Stop the daemon with SIGINT, waiting for it, and kill it if it does not stop in time."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
+def stop_daemon(process: subprocess.Popen, end_group: bool = True) -> None:
+    """Stop the daemon with SIGINT, waiting for it, and kill it if it does not stop in time.
+
+    The daemon's code server outlives it while runs it launched are still going, and with Dagster
+    1.13 it sometimes stays after they end. `end_group` kills what is left of the process group;
+    pass False to let runs in progress finish.
+    """
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    if end_group:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def wait_for(condition, timeout: float, message: str, interval: float = 1.0, process: subprocess.Popen | None = None, log_path: Path | None = None):
