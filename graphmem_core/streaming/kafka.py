@@ -112,8 +112,11 @@ def ensure_topics(settings: Settings) -> list[str]:
         _raise_for(settings, "listing topics", error)
 
     missing = [topic for topic in requested if topic.topic not in existing]
+    if not missing:
+        return []
+
     created: list[str] = []
-    for name, future in admin.create_topics(missing, request_timeout=settings.kafka_timeout_seconds).items() if missing else []:
+    for name, future in admin.create_topics(missing, request_timeout=settings.kafka_timeout_seconds).items():
         try:
             future.result()
         except KafkaException as error:
