@@ -264,12 +264,7 @@ class QueryEngine:
             if vector is not None and vector.ndim == 1:
                 vectors[text] = vector
 
-        missing = [text for text in keys if text not in vectors]
-        if missing:
-            stored = self.store.get_embeddings(tenant, model, sorted({text_hash(text) for text in missing}))
-            for text in missing:
-                if text_hash(text) in stored:
-                    vectors[text] = stored[text_hash(text)]
+        vectors.update(self._stored_vectors(tenant, model, [text for text in keys if text not in vectors]))
         to_encode = [text for text in keys if text not in vectors]
         if to_encode:
             for text, vector in zip(to_encode, self.embedder.encode(to_encode), strict=True):
@@ -467,13 +462,15 @@ class QueryEngine:
             if value not in vectors and (cached := self._cached_vector(tenant, model, value)) is not None:
                 vectors[value] = cached
 
-        unknown_names = [name for name in names if name not in vectors]
-        if unknown_names:
-            stored = self.store.get_embeddings(tenant, model, sorted({text_hash(name) for name in unknown_names}))
-            for name in unknown_names:
-                if text_hash(name) in stored:
-                    vectors[name] = stored[text_hash(name)]
+        vectors.update(self._stored_vectors(tenant, model, [name for name in names if name not in vectors]))
         return vectors
+
+    def _stored_vectors(self, tenant: str, model: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Return the vectors the store's embedding cache has for `texts`, looked up by text hash."""
+        if not texts:
+            return {}
+        stored = self.store.get_embeddings(tenant, model, sorted({text_hash(text) for text in texts}))
+        return {text: stored[text_hash(text)] for text in texts if text_hash(text) in stored}
 
     def _search(self, tenant: str, memory: str, model: str, graph: NamespaceGraph, vector: np.ndarray, top_k: int) -> list[ChunkHit]:
         """Return the `top_k` chunks closest to `vector`, searched in memory when the graph contains the chunk vectors."""
