@@ -43,7 +43,7 @@ class StreamError(GraphmemError):
 
 
 class BrokerUnavailableError(StreamError, RetryableError):
-    """No broker answered within the time limit; the same call may succeed once the broker is back."""
+    """No broker responded within the time limit, so the same call may succeed once the broker is back."""
 
 
 class MissingOffsetsError(StreamError):

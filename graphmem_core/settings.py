@@ -26,7 +26,7 @@ KAFKA_MAX_TIMEOUT_SECONDS = 600.0
 # Values of librdkafka's `compression.type` that the producer accepts.
 KAFKA_COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-# Where the sensor starts reading a partition that its cursor does not name yet.
+# Start positions of a partition that the sensor's cursor does not name yet.
 KAFKA_START_OFFSETS = ("earliest", "latest")
 # Kafka's own default for the largest record batch a broker accepts (`message.max.bytes`).
 KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588

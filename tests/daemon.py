@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-# The daemon stops its threads and its code server on SIGINT within a few seconds; a run it
-# launched may hold the code server open until the run ends.
+# The daemon stops its threads and its code server on SIGINT within a few seconds. A run it
+# launched may keep the code server open until the run ends.
 STOP_TIMEOUT_SECONDS = 60
 
 

@@ -28,7 +28,7 @@ _CONSUME_POLL_SECONDS = 0.5
 # The dead-letter topic keeps rejected messages for 30 days, long enough to fix and replay them.
 _DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
 
-# Error codes that mean no broker answered, as opposed to an answer that refused the request.
+# Error codes that mean no broker responded, as opposed to a response that rejected the request.
 _UNREACHABLE_CODES = frozenset({KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE})
 
 
@@ -74,7 +74,7 @@ def client_config(settings: Settings, client_id: str) -> dict[str, object]:
 
 def _unavailable(settings: Settings, action: str, error: object) -> BrokerUnavailableError:
     return BrokerUnavailableError(
-        f"{action} failed because no Kafka broker at {settings.kafka_bootstrap_servers} answered within "
+        f"{action} failed because no Kafka broker at {settings.kafka_bootstrap_servers} responded within "
         f"{settings.kafka_timeout_seconds:g} s ({error}): start the broker or fix GRAPHMEM_KAFKA_BOOTSTRAP_SERVERS"
     )
 
@@ -217,7 +217,7 @@ class TopicReader:
 
         Reading ends early once `max_records` or `max_bytes` is reached, or at the timeout when
         `partial_on_timeout` is set (otherwise the timeout raises `StreamError`). The records of each
-        partition are then still a gap-free prefix of what it holds from the start offset.
+        partition are then still a gap-free prefix of its messages from the start offset.
         """
         result = ReadResult()
         pending = {p: stop for p, stop in stops.items() if starts.get(p, stop) < stop}

@@ -2,7 +2,7 @@
 
 A message is accepted only when it is UTF-8 JSON that validates against `IngestMessage` with a known
 `schema_version`, names a valid namespace, and carries a non-empty text within the size limit.
-Everything else becomes a `DeadLetter`, which keeps the original bytes and says why.
+Everything else becomes a `DeadLetter`, which keeps the original bytes and the reason.
 """
 
 import json
@@ -40,7 +40,7 @@ _MAX_VALIDATION_ERRORS_IN_REASON = 5
 class IngestMessage(BaseModel):
     """One document on the raw topic, schema version 1.
 
-    `id` is the producer's own id of the document, kept as `external_id`; the stored document's id
+    `id` is the producer's own id of the document, kept as `external_id`. The stored document's id
     is still the content hash of tenant, memory and text, so the same text sent twice is one document.
     """
 
@@ -186,10 +186,10 @@ def parse_message(value: bytes | None, max_text_bytes: int) -> IngestMessage:
 
 def _describe_validation_error(error: ValidationError) -> str:
     problems = [f"{'.'.join(str(part) for part in item['loc']) or 'value'}: {item['msg']}" for item in error.errors()]
-    shown = "; ".join(problems[:_MAX_VALIDATION_ERRORS_IN_REASON])
+    summary = "; ".join(problems[:_MAX_VALIDATION_ERRORS_IN_REASON])
     if len(problems) > _MAX_VALIDATION_ERRORS_IN_REASON:
-        shown += f"; and {len(problems) - _MAX_VALIDATION_ERRORS_IN_REASON} more"
-    return f"the document does not match schema version {SCHEMA_VERSION}: {shown}"
+        summary += f"; and {len(problems) - _MAX_VALIDATION_ERRORS_IN_REASON} more"
+    return f"the document does not match schema version {SCHEMA_VERSION}: {summary}"
 
 
 def to_document(message: IngestMessage, record: KafkaRecord) -> Document:

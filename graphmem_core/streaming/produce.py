@@ -21,7 +21,7 @@ PROGRESS_INTERVAL_SECONDS = 1.0
 
 @dataclass
 class ProduceReport:
-    """What `produce_paths` sent, skipped and rejected."""
+    """Counts of the documents `produce_paths` sent and skipped, and the inputs it rejected."""
 
     files: int = 0
     documents: int = 0

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 # Dagster stops a sensor evaluation after 60 s by default, so reading stops well before that.
 DEFAULT_READ_SECONDS = 20.0
 
-# Message bytes one tick holds in memory at most, whatever the batch limits multiply to; the rest
+# Maximum message bytes one tick keeps in memory, whatever the batch limits multiply to. The rest
 # waits for the next tick.
 MAX_TICK_READ_BYTES = 64 * 1024 * 1024
 
@@ -40,7 +40,7 @@ class TickPlan:
 
 
 def _start_offsets(settings: Settings, previous: dict[int, int], watermarks: dict[int, tuple[int, int]]) -> tuple[dict[int, int], dict[int, int]]:
-    """Return where to read each partition, and the messages skipped because the broker no longer holds them."""
+    """Return the start offset of each partition, and the messages skipped because the broker deleted them."""
     starts: dict[int, int] = {}
     skipped: dict[int, int] = {}
     for partition, (low, high) in sorted(watermarks.items()):
@@ -71,8 +71,8 @@ def _start_offsets(settings: Settings, previous: dict[int, int], watermarks: dic
 def plan_tick(settings: Settings, previous: dict[int, int], read_seconds: float = DEFAULT_READ_SECONDS) -> TickPlan:
     """Read messages after `previous` and group them into at most `kafka_max_batches_per_tick` batches.
 
-    Raises `BrokerUnavailableError` when no broker answers and `StreamError` when the topic is
-    missing; the caller keeps its cursor then, so nothing is lost.
+    Raises `BrokerUnavailableError` when no broker responds and `StreamError` when the topic is
+    missing. The caller then keeps its cursor, so nothing is lost.
     """
     started = time.perf_counter()
     limits = BatchLimits(

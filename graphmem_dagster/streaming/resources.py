@@ -12,7 +12,7 @@ from graphmem_dagster.ingestion.resources import settings_with
 
 
 class KafkaResource(ConfigurableResource):
-    """Where documents are read from and rejected messages are sent to."""
+    """Connection, topics and batch limits of Kafka ingestion."""
 
     bootstrap_servers: str | None = None
     raw_topic: str | None = None

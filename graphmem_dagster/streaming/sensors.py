@@ -1,6 +1,6 @@
 """The Kafka sensor: new messages on the raw topic become batch partitions and runs of the ingest job.
 
-The cursor holds the next offset of every partition of the topic. A batch's partition key names its
+The cursor contains the next offset of every partition of the topic. A batch's partition key names its
 offset ranges and is also its run key, so a tick evaluated twice requests the same runs, which
 Dagster launches once. The run reads its messages again from the key, so a failed run can be
 retried, and a cursor reset replays messages into a graph that already has them.
@@ -105,7 +105,7 @@ def _lag_observation(settings: Settings, plan: TickPlan) -> AssetObservation:
 def kafka_sensor(context: SensorEvaluationContext, kafka: KafkaResource) -> SensorResult | SkipReason:
     """Create batch partitions and runs for new messages, report consumer lag, and retire finished partitions.
 
-    When the broker does not answer, the tick skips with the reason and keeps its cursor, so the
+    When the broker does not respond, the tick skips with the reason and keeps its cursor, so the
     next tick reads from where this one would have.
     """
     settings = kafka.settings()
