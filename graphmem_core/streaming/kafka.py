@@ -212,12 +212,17 @@ class TopicReader:
         max_bytes: int | None = None,
         timeout_seconds: float = 60.0,
         partial_on_timeout: bool = False,
+        max_bytes_per_partition: Mapping[int, int] | None = None,
     ) -> ReadResult:
         """Read each partition from its start offset up to, not including, its stop offset.
 
         Reading ends early once `max_records` or `max_bytes` is reached, or at the timeout when
         `partial_on_timeout` is set (otherwise the timeout raises `StreamError`). The records of each
         partition are then still a gap-free prefix of its messages from the start offset.
+
+        A partition in `max_bytes_per_partition` stops after the record that reaches its byte
+        limit. Unlike `max_bytes`, where that cut falls does not depend on the order in which the
+        broker interleaves partitions.
         """
         result = ReadResult()
         pending = {p: stop for p, stop in stops.items() if starts.get(p, stop) < stop}
@@ -225,6 +230,7 @@ class TopicReader:
             return result
         self._consumer.assign([TopicPartition(self.topic, p, starts[p]) for p in sorted(pending)])
         deadline = time.monotonic() + timeout_seconds
+        partition_bytes: dict[int, int] = {}
         try:
             while pending:
                 if time.monotonic() > deadline:
@@ -236,14 +242,19 @@ class TopicReader:
                         "check the broker's load and GRAPHMEM_KAFKA_TIMEOUT_SECONDS"
                     )
                 for message in self._consumer.consume(_CONSUME_MESSAGES, timeout=_CONSUME_POLL_SECONDS):
-                    self._take(message, pending, result)
+                    record = self._take(message, pending, result)
+                    if record is not None and max_bytes_per_partition and record.partition in max_bytes_per_partition:
+                        partition_bytes[record.partition] = partition_bytes.get(record.partition, 0) + record.size
+                        if partition_bytes[record.partition] >= max_bytes_per_partition[record.partition] and record.partition in pending:
+                            del pending[record.partition]
+                            self._consumer.pause([TopicPartition(self.topic, record.partition)])
                     if (max_records is not None and len(result.records) >= max_records) or (max_bytes is not None and result.bytes >= max_bytes):
                         return result
         finally:
             self._consumer.unassign()
         return result
 
-    def _take(self, message, pending: dict[int, int], result: ReadResult) -> None:
+    def _take(self, message, pending: dict[int, int], result: ReadResult) -> KafkaRecord | None:
         partition = message.partition()
         error = message.error()
         if error is not None:
@@ -267,13 +278,14 @@ class TopicReader:
             if stop is not None:
                 del pending[partition]
                 result.finished[partition] = stop
-            return
+            return None
         record = _to_record(message)
         result.records.append(record)
         result.bytes += record.size
         if record.offset + 1 >= stop:
             del pending[partition]
             result.finished[partition] = stop
+        return record
 
     def read_batch(self, batch: KafkaBatch, timeout_seconds: float = 120.0) -> list[KafkaRecord]:
         """Read exactly the messages a batch's ranges name, raising `MissingOffsetsError` when some are gone."""

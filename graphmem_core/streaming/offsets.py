@@ -132,6 +132,31 @@ def plan_batches(topic: str, records: Iterable[KafkaRecord], limits: BatchLimits
     return batches, next_offsets
 
 
+def share_offsets(available: Mapping[int, int], budget: int) -> dict[int, int]:
+    """Split a budget of offsets among partitions in equal shares, and give the unused part of short partitions to the rest.
+
+    `available` maps each partition to its count of offsets after the cursor. The result depends only
+    on the arguments, so two ticks from the same cursor over the same log plan the same batches.
+    Partitions with no offsets available are left out, and a remainder goes to the lowest partition ids.
+    """
+    shares: dict[int, int] = {}
+    waiting = sorted(p for p, count in available.items() if count > 0)
+    left = max(0, budget)
+    while waiting and left > 0:
+        share, remainder = divmod(left, len(waiting))
+        still_waiting: list[int] = []
+        for index, partition in enumerate(waiting):
+            wanted = available[partition] - shares.get(partition, 0)
+            granted = min(wanted, share + (1 if index < remainder else 0))
+            if granted:
+                shares[partition] = shares.get(partition, 0) + granted
+                left -= granted
+            if granted < wanted:
+                still_waiting.append(partition)
+        waiting = still_waiting
+    return shares
+
+
 def next_offsets_after(batches: Iterable[KafkaBatch]) -> dict[int, int]:
     """Return, per partition, the offset after the last one the batches cover."""
     result: dict[int, int] = {}

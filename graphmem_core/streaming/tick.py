@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from graphmem_core.errors import StreamError
 from graphmem_core.settings import Settings
 from graphmem_core.streaming.kafka import open_reader
-from graphmem_core.streaming.offsets import BatchLimits, KafkaBatch, consumer_lag, plan_batches
+from graphmem_core.streaming.offsets import BatchLimits, KafkaBatch, consumer_lag, plan_batches, share_offsets
 
 logger = logging.getLogger(__name__)
 
@@ -84,13 +84,20 @@ def plan_tick(settings: Settings, previous: dict[int, int], read_seconds: float 
         watermarks = reader.watermarks(reader.partitions())
         starts, skipped = _start_offsets(settings, previous, watermarks)
         ends = {partition: high for partition, (_, high) in watermarks.items()}
+
+        # Each partition's share of the tick is fixed from offsets before reading, so two ticks
+        # from the same cursor plan the same batches (and run keys) however the broker interleaves
+        # partitions. Only a read cut short by the timeout can differ.
+        shares = share_offsets({p: ends[p] - starts[p] for p in ends}, limits.max_messages * limits.max_batches)
+        stops = {p: starts[p] + shares.get(p, 0) for p in ends}
+        tick_bytes = min(limits.max_bytes * limits.max_batches, MAX_TICK_READ_BYTES)
+        byte_shares = {p: max(1, tick_bytes * count // max(1, sum(shares.values()))) for p, count in shares.items()}
         result = reader.read(
             starts,
-            ends,
-            max_records=limits.max_messages * limits.max_batches,
-            max_bytes=min(limits.max_bytes * limits.max_batches, MAX_TICK_READ_BYTES),
+            stops,
             timeout_seconds=read_seconds,
             partial_on_timeout=True,
+            max_bytes_per_partition=byte_shares,
         )
         batches, batched_offsets = plan_batches(settings.kafka_raw_topic, result.records, limits)
 

@@ -14,6 +14,7 @@ from graphmem_core.streaming.offsets import (
     next_offsets_after,
     parse_batch_key,
     plan_batches,
+    share_offsets,
 )
 
 
@@ -93,3 +94,20 @@ def test_plan_sorts_interleaved_records():
 
 def test_consumer_lag():
     assert consumer_lag({0: 5, 1: 10}, {0: 8, 1: 10, 2: 4}) == {0: 3, 1: 0, 2: 0}
+
+
+@pytest.mark.parametrize(
+    ("available", "budget", "expected"),
+    [
+        ({0: 4, 1: 6}, 6, {0: 3, 1: 3}),
+        ({0: 1, 1: 9}, 6, {0: 1, 1: 5}),
+        ({0: 10, 1: 10, 2: 10}, 7, {0: 3, 1: 2, 2: 2}),
+        ({0: 2, 1: 2, 2: 100}, 10, {0: 2, 1: 2, 2: 6}),
+        ({0: 0, 1: 5}, 100, {1: 5}),
+        ({0: 3}, 0, {}),
+        ({}, 5, {}),
+    ],
+)
+def test_share_offsets_equal_shares(available, budget, expected):
+    assert share_offsets(available, budget) == expected
+    assert share_offsets(dict(reversed(list(available.items()))), budget) == expected
