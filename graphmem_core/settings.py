@@ -115,6 +115,10 @@ class Settings(BaseModel):
     torch_threads: int = Field(
         default=1, description="GRAPHMEM_TORCH_THREADS: torch intra-op threads of the query service's encoder; 0 keeps torch's default of one per core."
     )
+    blas_threads: int = Field(
+        default=1,
+        description="GRAPHMEM_BLAS_THREADS: BLAS threads (OpenBLAS, MKL) of the query service; 0 keeps the library's default of one per core.",
+    )
     chunk_overlap_tokens: int = Field(default=32, description="GRAPHMEM_CHUNK_OVERLAP_TOKENS: tokens repeated between neighbouring chunks.")
     max_file_bytes: int = Field(default=10 * 1024 * 1024, description="GRAPHMEM_MAX_FILE_BYTES: larger input files are rejected.")
     extractor: str = Field(default="fast", description="GRAPHMEM_EXTRACTOR: name of the extractor to use.")
@@ -268,6 +272,7 @@ class Settings(BaseModel):
         for field, name, minimum in (
             ("embedding_batch_size", "GRAPHMEM_EMBEDDING_BATCH_SIZE", 1),
             ("torch_threads", "GRAPHMEM_TORCH_THREADS", 0),
+            ("blas_threads", "GRAPHMEM_BLAS_THREADS", 0),
             ("chunk_overlap_tokens", "GRAPHMEM_CHUNK_OVERLAP_TOKENS", 0),
             ("max_file_bytes", "GRAPHMEM_MAX_FILE_BYTES", 1),
             ("community_seed", "GRAPHMEM_COMMUNITY_SEED", 0),

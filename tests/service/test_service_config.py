@@ -99,6 +99,7 @@ def test_service_settings_from_env(tmp_path: Path):
             "GRAPHMEM_API_KEYS_FILE": str(tmp_path / "keys.json"),
             "GRAPHMEM_SERVICE_REQUEST_TIMEOUT_SECONDS": "2.5",
             "GRAPHMEM_SERVICE_MAX_BODY_BYTES": "4096",
+            "GRAPHMEM_BLAS_THREADS": "2",
         }
     )
 
@@ -108,6 +109,8 @@ def test_service_settings_from_env(tmp_path: Path):
     assert settings.api_keys_file == tmp_path / "keys.json"
     assert settings.service_request_timeout_seconds == 2.5
     assert settings.service_max_body_bytes == 4096
+    assert settings.blas_threads == 2
+    assert Settings.from_env({}).blas_threads == 1
 
 
 @pytest.mark.parametrize(
@@ -117,6 +120,8 @@ def test_service_settings_from_env(tmp_path: Path):
         ("GRAPHMEM_SERVICE_REQUEST_TIMEOUT_SECONDS", "soon"),
         ("GRAPHMEM_SERVICE_REQUEST_TIMEOUT_SECONDS", "86400"),
         ("GRAPHMEM_SERVICE_MAX_BODY_BYTES", "100"),
+        ("GRAPHMEM_BLAS_THREADS", "-1"),
+        ("GRAPHMEM_BLAS_THREADS", "many"),
     ],
 )
 def test_service_settings_invalid(name: str, value: str):
@@ -140,3 +145,20 @@ def test_serve_without_keys_exits_2(tmp_path: Path):
 
     assert completed.returncode == 2, completed.stderr
     assert "GRAPHMEM_API_KEYS" in completed.stderr
+
+
+def test_blas_threads_limited_in_subprocess():
+    # A fresh interpreter, because the limit applies to the whole process.
+    script = (
+        "import json, numpy\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from graphmem_service.state import limit_blas_threads\n"
+        "limit_blas_threads(1)\n"
+        "print(json.dumps([pool['num_threads'] for pool in threadpool_info() if pool['user_api'] == 'blas']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT_ROOT, check=False)
+
+    assert result.returncode == 0, result.stderr
+    blas_threads = json.loads(result.stdout)
+    assert blas_threads
+    assert set(blas_threads) == {1}
