@@ -122,10 +122,10 @@ def rank_communities(community_vectors: np.ndarray, query_vector: np.ndarray, li
 def community_similarity_by_chunk(graph: NamespaceGraph, ranked: Sequence[tuple[int, float]]) -> dict[int, float]:
     """Return, for each chunk row that mentions an entity of a ranked community, the best such community's similarity."""
     best: dict[int, float] = {}
-    for index, score in ranked:
-        members = [graph.entity_row[m] for m in graph.communities[index].member_ids if m in graph.entity_row]
-        for chunk in graph.chunks_mentioning(members):
-            best[chunk] = max(best.get(chunk, float("-inf")), score)
+    # Best first, so the first community that reaches a chunk sets its score.
+    for index, score in sorted(ranked, key=lambda item: -item[1]):
+        for chunk in graph.community_chunks(index):
+            best.setdefault(chunk, score)
     return best
 
 
@@ -133,8 +133,7 @@ def community_chunk_candidates(graph: NamespaceGraph, ranked: Sequence[tuple[int
     """Return up to `CHUNKS_PER_COMMUNITY` chunk rows per ranked community, those with most mentions of its entities first."""
     candidates: dict[int, None] = {}
     for index, _ in ranked:
-        members = [graph.entity_row[m] for m in graph.communities[index].member_ids if m in graph.entity_row]
-        counts = graph.chunks_mentioning(members)
+        counts = graph.community_chunks(index)
         ordered = sorted(counts, key=lambda chunk: (-counts[chunk], graph.chunk_ids[chunk]))
         candidates.update(dict.fromkeys(ordered[:CHUNKS_PER_COMMUNITY]))
     return list(candidates)
@@ -142,7 +141,13 @@ def community_chunk_candidates(graph: NamespaceGraph, ranked: Sequence[tuple[int
 
 def top_rows(scores: np.ndarray, limit: int, rows: Iterable[int] | None = None) -> list[int]:
     """Return up to `limit` rows with a positive score, highest first, ties by row."""
-    candidates = np.arange(scores.shape[0]) if rows is None else np.fromiter(rows, dtype=np.int64)
+    candidates = np.flatnonzero(scores > 0.0) if rows is None else np.fromiter(rows, dtype=np.int64)
     candidates = candidates[scores[candidates] > 0.0]
+    if limit <= 0:
+        return []
+    if candidates.size > limit:
+        # Keep the rows that score at least the limit-th best score, ties included, before the full sort.
+        threshold = np.partition(scores[candidates], candidates.size - limit)[candidates.size - limit]
+        candidates = candidates[scores[candidates] >= threshold]
     order = np.lexsort((candidates, -scores[candidates]))[:limit]
     return candidates[order].tolist()

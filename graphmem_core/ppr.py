@@ -53,14 +53,19 @@ class TransitionMatrix:
     def personalized_pagerank(self, reset: np.ndarray, damping: float, tolerance: float = TOLERANCE) -> np.ndarray:
         """Return the stationary distribution of the walk that restarts at `reset` (which sums to 1), to within `tolerance`."""
         scores = reset.copy()
+        restart = np.empty_like(reset)
         for _ in range(MAX_ITERATIONS):
             # A walker at a vertex without edges restarts at the seeds, as in igraph.
-            stuck = float(scores[self._dangling_vertices].sum())
+            stuck = float(scores[self._dangling_vertices].sum()) if self._dangling_vertices.size else 0.0
             following = self.transposed_walk @ scores
             following *= damping
-            following += (damping * stuck + 1.0 - damping) * reset
+            np.multiply(reset, damping * stuck + 1.0 - damping, out=restart)
+            following += restart
+
+            # The old scores are not needed after this step, so their buffer stores the change.
             scores -= following
-            change = float(np.abs(scores).sum())
+            np.abs(scores, out=scores)
+            change = float(scores.sum())
             scores = following
             if change < tolerance:
                 break

@@ -115,6 +115,8 @@ class NamespaceGraph:
 
         # Summary vectors of `communities`, filled on the first call of `community_vectors`.
         self._community_vectors: np.ndarray | None = None
+        # Chunk mention counts by community index, filled by `community_chunks` as queries rank communities.
+        self._community_chunks: dict[int, dict[int, float]] = {}
         self._lock = threading.Lock()
 
         self._set_chunk_data(chunks, chunk_vectors, document_titles)
@@ -192,6 +194,19 @@ class NamespaceGraph:
         totals = np.asarray(self._mentions[rows].sum(axis=0)).ravel()
         chunks = np.flatnonzero(totals)
         return dict(zip(chunks.tolist(), totals[chunks].tolist(), strict=True))
+
+    def community_chunks(self, index: int) -> dict[int, float]:
+        """Return `chunks_mentioning` for the members of community `index`, computed once per graph.
+
+        Global and hybrid queries rank a few communities each, and the same ones come back often.
+        Threads that compute a missing entry at the same time store the same value.
+        """
+        found = self._community_chunks.get(index)
+        if found is None:
+            members = [self.entity_row[member] for member in self.communities[index].member_ids if member in self.entity_row]
+            found = self.chunks_mentioning(members)
+            self._community_chunks[index] = found
+        return found
 
     def search_chunks(self, vector: np.ndarray, top_k: int) -> list[tuple[int, float]]:
         """Return up to `top_k` (chunk row, cosine) pairs, best first and ties by chunk id, as the store's exact search ranks them."""
