@@ -532,6 +532,7 @@ def run(workdir: Path, mode: str, profile: Path | None, load_generator: str) -> 
         "machine": machine_description(),
         "load_generators": {"misses_and_open_loop": "httpx in the benchmark process", "hits": "wrk -t1" if use_wrk else "httpx in the benchmark process"},
         "server_torch_threads": torch_threads,
+        "server_blas_threads": Settings.from_env().blas_threads,
         "load_average_start": [round(value, 2) for value in load_at_start],
         "load_average_end": [round(value, 2) for value in os.getloadavg()],
         "mode": mode,
@@ -553,7 +554,7 @@ def print_table(figures: dict) -> None:
     print(f"load average at start {figures['load_average_start']}, at end {figures['load_average_end']}")
     generators = figures["load_generators"]
     print(f"load generators on the same cores: misses and open loop {generators['misses_and_open_loop']}, hits {generators['hits']}")
-    print(f"server torch threads {figures['server_torch_threads']} (0: torch's default)")
+    print(f"server torch threads {figures['server_torch_threads']}, BLAS threads {figures['server_blas_threads']} (0: the library's default)")
     graph = figures["graph"]
     counts = graph["counts"]
     origin = "reused from the work folder" if graph["reused"] else "built"
