@@ -8,7 +8,7 @@ each mode's chunk score.
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 
 import numpy as np
@@ -103,14 +103,22 @@ class QueryEngine:
 
     Results are keyed by the store's graph version, which grows with every content change, so a new
     materialisation is visible to the next query. The graph modes keep the graphs of up to
-    `max_graphs` namespaces in memory, each reloaded when its graph version changes.
+    `max_graphs` namespaces in memory, each reloaded when its graph version changes, and
+    `on_graph_load` is called with each graph after it is loaded.
     """
 
-    def __init__(self, store: GraphStore, embedder: Embedder, cache: Cache | None = None, max_graphs: int = DEFAULT_MAX_GRAPHS) -> None:
+    def __init__(
+        self,
+        store: GraphStore,
+        embedder: Embedder,
+        cache: Cache | None = None,
+        max_graphs: int = DEFAULT_MAX_GRAPHS,
+        on_graph_load: Callable[[NamespaceGraph], None] | None = None,
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.cache = cache if cache is not None else InProcessCache()
-        self.graphs = GraphCache(max_graphs)
+        self.graphs = GraphCache(max_graphs, on_load=on_graph_load)
         # Names in the query are found by the rule-based extractor whatever extractor built the
         # graph: it needs no model or service and takes well under a millisecond per query.
         self._name_extractor = FastExtractor()

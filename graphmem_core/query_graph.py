@@ -443,13 +443,15 @@ class GraphCache:
     """A thread-safe LRU of `NamespaceGraph`s keyed by tenant, memory and embedding model.
 
     A graph is reloaded when the store's graph version differs from the version it was loaded at.
-    Loads are serialised, so concurrent first queries of one namespace load it once.
+    Loads are serialised, so concurrent first queries of one namespace load it once. `on_load` is
+    called with each graph after it is loaded and cached, in the thread that loaded it.
     """
 
-    def __init__(self, max_graphs: int = DEFAULT_MAX_GRAPHS) -> None:
+    def __init__(self, max_graphs: int = DEFAULT_MAX_GRAPHS, on_load: Callable[[NamespaceGraph], None] | None = None) -> None:
         if max_graphs < 1:
             raise ConfigurationError(f"max_graphs={max_graphs} is invalid: keep at least 1 namespace graph in memory")
         self.max_graphs = max_graphs
+        self.on_load = on_load
         self._graphs: OrderedDict[tuple[str, str, str], NamespaceGraph] = OrderedDict()
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
@@ -484,6 +486,8 @@ class GraphCache:
                 while len(self._graphs) > self.max_graphs:
                     evicted, _ = self._graphs.popitem(last=False)
                     logger.debug("evicted the graph of %s/%s (%s) from memory", *evicted)
+            if self.on_load is not None:
+                self.on_load(graph)
             return graph
 
     def _lookup(self, key: tuple[str, str, str], version: int) -> NamespaceGraph | None:

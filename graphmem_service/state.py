@@ -6,6 +6,7 @@ store as not ready on /readyz, responds to API requests with 503 and keeps tryin
 """
 
 import asyncio
+import gc
 import inspect
 import logging
 import os
@@ -15,6 +16,7 @@ import anyio
 
 from graphmem_core.cache import Cache, open_cache
 from graphmem_core.query import QueryEngine
+from graphmem_core.query_graph import NamespaceGraph
 from graphmem_core.settings import Settings
 from graphmem_core.stores import open_store
 from graphmem_core.stores.base import GraphStore
@@ -64,6 +66,25 @@ def limit_blas_threads(threads: int) -> None:
 
     threadpool_limits(limits=threads, user_api="blas")
     logger.info("BLAS libraries limited to %d thread(s) (GRAPHMEM_BLAS_THREADS)", threads)
+
+
+def freeze_heap(graph: NamespaceGraph) -> None:
+    """Collect garbage once, then move every object left to the collector's permanent generation.
+
+    A namespace graph is hundreds of thousands of long-lived objects. Without this, Python's full
+    collections walk all of them every so often while queries run: over the podcast graph such a
+    collection took 350 to 450 ms, and each one stalled every request in flight. Frozen objects are
+    skipped by later collections. Unfreezing first lets this collection reclaim the graph that the
+    new one replaced, should it contain reference cycles.
+    """
+    started = time.perf_counter()
+    gc.unfreeze()
+    collected = gc.collect()
+    gc.freeze()
+    logger.info(
+        "namespace graph loaded at version %d: a full garbage collection took %.0f ms and freed %d objects, and %d objects are frozen",
+        graph.version, (time.perf_counter() - started) * 1000, collected, gc.get_freeze_count(),
+    )
 
 
 def engine_accepts_mode() -> bool:
@@ -191,7 +212,7 @@ class ServiceState:
 
         assert self.embedder is not None and self.cache is not None
         self.store = store
-        self.engine = QueryEngine(store, self.embedder, self.cache)
+        self.engine = QueryEngine(store, self.embedder, self.cache, on_graph_load=freeze_heap)
         if self.store_error is not None:
             logger.info("graph store (%s) is open after earlier failures", self.settings.store)
         self.store_error = None

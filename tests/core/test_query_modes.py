@@ -187,7 +187,8 @@ def test_empty_memory_returns_nothing(engine: QueryEngine):
 
 
 def test_graph_cache_reloads_new_version(store: LibsqlGraphStore, embedder):
-    cache = GraphCache(max_graphs=1)
+    loaded = []
+    cache = GraphCache(max_graphs=1, on_load=loaded.append)
     model = model_key(embedder.model_name)
     version = store.graph_version(TENANT, MEMORY)
 
@@ -205,6 +206,7 @@ def test_graph_cache_reloads_new_version(store: LibsqlGraphStore, embedder):
     assert first.name_vectors.shape == (first.entity_count, embedder.dimension)
     assert other.entity_count == 0
     assert len(cache) == 1
+    assert loaded == [first, newer, other]
 
 
 def test_query_command_mode(home, monkeypatch, capsys, question: dict):

@@ -162,3 +162,22 @@ def test_blas_threads_limited_in_subprocess():
     blas_threads = json.loads(result.stdout)
     assert blas_threads
     assert set(blas_threads) == {1}
+
+
+def test_freeze_heap_collects_then_freezes():
+    # A fresh interpreter, because freezing applies to the whole process.
+    script = (
+        "import gc, json, types, weakref\n"
+        "from graphmem_service.state import freeze_heap\n"
+        "class Node: pass\n"
+        "garbage = Node(); garbage.self = garbage; dead = weakref.ref(garbage); del garbage\n"
+        "gc.disable()\n"
+        "freeze_heap(types.SimpleNamespace(version=3))\n"
+        "print(json.dumps({'collected': dead() is None, 'frozen': gc.get_freeze_count()}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT_ROOT, check=False)
+
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["collected"]
+    assert outcome["frozen"] > 1000
