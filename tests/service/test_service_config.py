@@ -147,26 +147,28 @@ def test_serve_without_keys_exits_2(tmp_path: Path):
     assert "GRAPHMEM_API_KEYS" in completed.stderr
 
 
+def run_in_new_interpreter(script: str):
+    """Run `script` in a fresh Python process and return the JSON it prints, for settings that apply to a whole process."""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT_ROOT, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def test_blas_threads_limited_in_subprocess():
-    # A fresh interpreter, because the limit applies to the whole process.
-    script = (
+    blas_threads = run_in_new_interpreter(
         "import json, numpy\n"
         "from threadpoolctl import threadpool_info\n"
         "from graphmem_service.state import limit_blas_threads\n"
         "limit_blas_threads(1)\n"
         "print(json.dumps([pool['num_threads'] for pool in threadpool_info() if pool['user_api'] == 'blas']))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT_ROOT, check=False)
 
-    assert result.returncode == 0, result.stderr
-    blas_threads = json.loads(result.stdout)
     assert blas_threads
     assert set(blas_threads) == {1}
 
 
 def test_freeze_heap_collects_then_freezes():
-    # A fresh interpreter, because freezing applies to the whole process.
-    script = (
+    outcome = run_in_new_interpreter(
         "import gc, json, types, weakref\n"
         "from graphmem_service.state import freeze_heap\n"
         "class Node: pass\n"
@@ -175,9 +177,6 @@ def test_freeze_heap_collects_then_freezes():
         "freeze_heap(types.SimpleNamespace(version=3))\n"
         "print(json.dumps({'collected': dead() is None, 'frozen': gc.get_freeze_count()}))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT_ROOT, check=False)
 
-    assert result.returncode == 0, result.stderr
-    outcome = json.loads(result.stdout)
     assert outcome["collected"]
     assert outcome["frozen"] > 1000
