@@ -403,8 +403,10 @@ _DELIVERY_TIMEOUT_FACTOR = 6
 def send_dead_letters(settings: Settings, dead_letters: list[DeadLetter]) -> int:
     """Produce each dead letter to the dead-letter topic with its original key and value; return the count.
 
-    A retried run sends its dead letters again, so a consumer of the dead-letter topic should treat
-    the `graphmem.error.topic`, `.partition` and `.offset` headers as the message's identity.
+    `ingest_kafka_batch` skips the dead letters that an earlier attempt of the batch sent. A run that
+    fails between the broker's acknowledgement and that record sends them again, so a consumer of the
+    dead-letter topic should treat the `graphmem.error.topic`, `.partition` and `.offset` headers as
+    the message's identity.
     """
     if not dead_letters:
         return 0

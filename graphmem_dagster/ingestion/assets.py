@@ -183,6 +183,7 @@ def _kafka_ingest_metadata(report: KafkaIngestReport, dlq_topic: str) -> dict[st
         "new_documents": report.new_documents,
         "duplicates": report.duplicates,
         "rejected": len(report.dead_letters),
+        "dead_letters_sent": report.dead_letters_sent,
         "dead_letter_topic": dlq_topic,
         **_namespace_metadata(report.namespaces),
         "seconds": round(report.seconds, 3),

@@ -88,6 +88,13 @@ def test_malformed_to_dlq_neighbours_ingested(kafka_project: KafkaProject, monke
     metadata = materialization_metadata(kafka_project, result.run_requests[0].partition_key, "raw_documents")
     assert metadata["documents"] == 4
     assert metadata["rejected"] == 6
+    assert metadata["dead_letters_sent"] == 6
+
+    # A second attempt of the same batch finds the dead letters recorded and sends none again.
+    again = kafka_project.run(result.run_requests[0].partition_key)
+    assert again.success
+    assert len(kafka_project.read_topic(kafka_project.settings.kafka_dlq_topic)) == len(malformed)
+    assert materialization_metadata(kafka_project, result.run_requests[0].partition_key, "raw_documents")["dead_letters_sent"] == 0
 
 
 def test_failed_run_retried_same_graph(kafka_project: KafkaProject):
