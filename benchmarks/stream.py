@@ -483,7 +483,8 @@ def measure_configuration(concurrency: int, inputs: Path, root: Path, run_id: st
 # Counts fixed by the documents alone: each document stored once gives the same figures in every
 # configuration. Entity, relation and community counts come from resolution and are only reported.
 # NOTE: they differed even between two single-batch runs of the same 200 transcripts under two
-# tenants, whose document ids and Kafka partitions differ. The cause is not yet known.
+# tenants. Changing only the chunk and document ids leaves full resolution unchanged (a test in
+# tests/core/test_resolution.py), so the cause lies elsewhere and is not yet known.
 DOCUMENT_COUNTS = ("documents", "chunks", "mentions")
 RESOLVED_COUNTS = ("entities", "relations", "communities")
 

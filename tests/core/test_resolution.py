@@ -656,6 +656,33 @@ def test_incremental_keeps_ids_and_equals_full(podcast_texts):
     assert {record.id for record in first.merges} <= {record.id for record in incremental.merges}
 
 
+def test_full_resolution_ignores_chunk_ids(podcast_texts):
+    # Tenants have different chunk and document ids for the same text, and sort them differently.
+    results = transcript_results(podcast_texts, 300)
+
+    def renamed(value: str) -> str:
+        return hashlib.sha256(f"other tenant {value}".encode("utf-8")).hexdigest()
+
+    renamed_results = [
+        result.model_copy(
+            update={
+                "chunk_id": renamed(result.chunk_id),
+                "mentions": [mention.model_copy(update={"chunk_id": renamed(mention.chunk_id)}) for mention in result.mentions],
+                "relations": [relation.model_copy(update={"chunk_id": renamed(relation.chunk_id)}) for relation in result.relations],
+            }
+        )
+        for result in results
+    ]
+    documents = {result.chunk_id: f"document of {result.chunk_id}" for result in results}
+    renamed_documents = {renamed(chunk): renamed(document) for chunk, document in documents.items()}
+
+    first = resolve(TENANT, MEMORY, results, embed=trigram_embed, document_of_chunk=documents)
+    second = resolve(TENANT, MEMORY, renamed_results, embed=trigram_embed, document_of_chunk=renamed_documents)
+
+    assert first.stats.merges_by_rule == second.stats.merges_by_rule
+    assert sorted(members_of(first.graph), key=sorted) == sorted(members_of(second.graph), key=sorted)
+
+
 def test_incremental_without_prior_rejected():
     with pytest.raises(InvalidInputError, match="incremental resolution needs the previous resolution"):
         resolve("t", "m", [], embed=None, incremental=True)
