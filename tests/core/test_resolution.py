@@ -673,6 +673,8 @@ def test_full_resolution_ignores_chunk_ids(podcast_texts):
         )
         for result in results
     ]
+    # The store returns extraction results by chunk id, so the renamed ones come in another order.
+    renamed_results.sort(key=lambda result: result.chunk_id)
     documents = {result.chunk_id: f"document of {result.chunk_id}" for result in results}
     renamed_documents = {renamed(chunk): renamed(document) for chunk, document in documents.items()}
 
