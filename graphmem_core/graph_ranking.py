@@ -141,10 +141,13 @@ def community_chunk_candidates(graph: NamespaceGraph, ranked: Sequence[tuple[int
 
 def top_rows(scores: np.ndarray, limit: int, rows: Iterable[int] | None = None) -> list[int]:
     """Return up to `limit` rows with a positive score, highest first, ties by row."""
-    candidates = np.flatnonzero(scores > 0.0) if rows is None else np.fromiter(rows, dtype=np.int64)
-    candidates = candidates[scores[candidates] > 0.0]
     if limit <= 0:
         return []
+    if rows is None:
+        candidates = np.flatnonzero(scores > 0.0)
+    else:
+        candidates = np.fromiter(rows, dtype=np.int64)
+        candidates = candidates[scores[candidates] > 0.0]
     if candidates.size > limit:
         # Keep the rows that score at least the limit-th best score, ties included, before the full sort.
         threshold = np.partition(scores[candidates], candidates.size - limit)[candidates.size - limit]

@@ -57,8 +57,10 @@ def ingest_kafka_batch(store: GraphStore, settings: Settings, batch: KafkaBatch,
     for (tenant, memory), documents in sorted(parsed.documents.items()):
         new_documents += store.upsert_documents(tenant, memory, batch.key, documents)
 
-    already_sent = {rejection.source for rejection in store.get_rejections(DEAD_LETTER_TENANT, DEAD_LETTER_MEMORY, batch.key)}
-    to_send = [letter for letter in parsed.dead_letters if letter.record.coordinates not in already_sent]
+    to_send: list[DeadLetter] = []
+    if parsed.dead_letters:
+        already_sent = {rejection.source for rejection in store.get_rejections(DEAD_LETTER_TENANT, DEAD_LETTER_MEMORY, batch.key)}
+        to_send = [letter for letter in parsed.dead_letters if letter.record.coordinates not in already_sent]
     if len(to_send) < len(parsed.dead_letters):
         logger.info("batch %s: %d dead letters were sent by an earlier attempt, so only %d are sent now", batch.key, len(parsed.dead_letters) - len(to_send), len(to_send))
     if to_send:

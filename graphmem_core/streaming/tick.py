@@ -91,7 +91,8 @@ def plan_tick(settings: Settings, previous: dict[int, int], read_seconds: float 
         shares = share_offsets({p: ends[p] - starts[p] for p in ends}, limits.max_messages * limits.max_batches)
         stops = {p: starts[p] + shares.get(p, 0) for p in ends}
         tick_bytes = min(limits.max_bytes * limits.max_batches, MAX_TICK_READ_BYTES)
-        byte_shares = {p: max(1, tick_bytes * count // max(1, sum(shares.values()))) for p, count in shares.items()}
+        shared = max(1, sum(shares.values()))
+        byte_shares = {p: max(1, tick_bytes * count // shared) for p, count in shares.items()}
         result = reader.read(
             starts,
             stops,
