@@ -146,12 +146,12 @@ def share_offsets(available: Mapping[int, int], budget: int) -> dict[int, int]:
         share, remainder = divmod(left, len(waiting))
         still_waiting: list[int] = []
         for index, partition in enumerate(waiting):
-            wanted = available[partition] - shares.get(partition, 0)
-            granted = min(wanted, share + (1 if index < remainder else 0))
+            unfilled = available[partition] - shares.get(partition, 0)
+            granted = min(unfilled, share + (1 if index < remainder else 0))
             if granted:
                 shares[partition] = shares.get(partition, 0) + granted
                 left -= granted
-            if granted < wanted:
+            if granted < unfilled:
                 still_waiting.append(partition)
         waiting = still_waiting
     return shares
